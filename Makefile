@@ -1,0 +1,40 @@
+# The workbook's commands. `make report` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+JOBS ?= 1
+ARGS ?=
+
+.PHONY: setup report test lint browser clean-venv
+
+## setup: create .venv with everything installed (skipped in seconds when pyproject.toml is unchanged)
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+	@echo "set-up done: $(VENV)"
+
+## report: execute every notebook (default profile) and render reports/ (ARGS="--force", JOBS=2, ...)
+report: setup
+	$(PY) -m repro run --profile default --jobs $(JOBS) $(ARGS)
+	$(PY) -m repro scorecard
+
+## test: lint, unit tests, every notebook under nbval in the smoke profile
+test: setup browser
+	PY=$(PY) bash scripts/test.sh
+
+## lint: ruff on lib/, tests/ and notebooks/
+lint: setup
+	$(VENV)/bin/ruff check lib tests notebooks
+
+## browser: headless Chromium for the report tests (Debian's package; tests skip where it cannot be had)
+browser:
+	@bash scripts/ensure-chromium.sh
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,118 @@
+"""``python -m repro``: the workbook's command line.
+
+    python -m repro run [--profile P] [--only NAME ...] [--jobs N] [--force] [-p key=value ...]
+    python -m repro index          rewrite reports/index.html from reports/results
+    python -m repro scorecard      write the claims table into the README's marked section
+    python -m repro validate DIR   check every results JSON in DIR against the schema
+    python -m repro bench NAME [--quick]   a benchmark against its baseline -> reports/bench/NAME.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import paths
+from .profile import PROFILES
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .runner import RunnerError, parse_overrides, run
+
+    try:
+        jobs = run(only=a.only, profile=a.profile, jobs=a.jobs, force=a.force, parameters=parse_overrides(a.p),
+                   out=Path(a.out), notebooks=Path(a.notebooks), cell_timeout=a.cell_timeout, timeout=a.timeout,
+                   heartbeat=a.heartbeat)
+    except RunnerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _cmd_index(a: argparse.Namespace) -> int:
+    from .report import write_index
+
+    print(write_index(Path(a.out)))
+    return 0
+
+
+def _cmd_scorecard(a: argparse.Namespace) -> int:
+    from .report import write_scorecard
+
+    changed = write_scorecard(Path(a.readme), Path(a.out))
+    print(f"{a.readme}: scorecard {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from .record import validate
+
+    files = sorted(Path(a.folder).glob("*.json"))
+    if not files and not a.allow_empty:
+        print(f"error: no results JSON in {a.folder}", file=sys.stderr)
+        return 1
+    bad = 0
+    for f in files:
+        try:
+            validate(json.loads(f.read_text()))
+            print(f"ok   {f}")
+        except Exception as e:  # noqa: BLE001
+            bad += 1
+            print(f"FAIL {f}: {e}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    try:
+        bench_main(a.name, quick=a.quick, out=Path(a.out) if a.out else None)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m repro", description="The reproduction workbook.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="execute notebooks with papermill and render their reports")
+    r.add_argument("--profile", default="default", choices=PROFILES, help="run profile (default: default)")
+    r.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run: 03, dcpt_law or 03_dcpt_law")
+    r.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
+    r.add_argument("--force", action="store_true", help="re-run notebooks whose inputs are unchanged")
+    r.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="a notebook parameter")
+    r.add_argument("--out", default=str(paths.REPORTS), help="reports folder (default reports/)")
+    r.add_argument("--notebooks", default=str(paths.NOTEBOOKS), help="notebooks folder (default notebooks/)")
+    r.add_argument("--cell-timeout", type=float, default=1800, help="seconds one cell may run (default 1800)")
+    r.add_argument("--timeout", type=float, default=3600, help="seconds one notebook may run (default 3600)")
+    r.add_argument("--heartbeat", type=float, default=30, help="seconds between progress lines (default 30)")
+    r.set_defaults(func=_cmd_run)
+
+    i = sub.add_parser("index", help="rewrite the reports index")
+    i.add_argument("--out", default=str(paths.REPORTS))
+    i.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser("scorecard", help="write the claims table into README.md")
+    s.add_argument("--readme", default=str(paths.ROOT / "README.md"))
+    s.add_argument("--out", default=str(paths.REPORTS))
+    s.set_defaults(func=_cmd_scorecard)
+
+    v = sub.add_parser("validate", help="validate results JSON files against the schema")
+    v.add_argument("folder")
+    v.add_argument("--allow-empty", action="store_true", help="succeed when the folder holds no JSON")
+    v.set_defaults(func=_cmd_validate)
+
+    b = sub.add_parser("bench", help="run a benchmark and write reports/bench/NAME.json")
+    b.add_argument("name", help="benchmark name (see repro.bench.BENCHES)")
+    b.add_argument("--quick", action="store_true", help="a short run (within a minute)")
+    b.add_argument("--out", default=None, help="folder for the JSON (default reports/bench)")
+    b.set_defaults(func=_cmd_bench)
+
+    a = parser.parse_args(argv)
+    return a.func(a)
