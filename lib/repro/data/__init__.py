@@ -1,0 +1,1 @@
+"""Corpora, tokenizer and domain-weighted sampling shared by the language-model notebooks."""
