@@ -103,7 +103,7 @@ def _section(name: str, run: dict[str, Any], res: dict[str, Any] | None, out: Pa
         seeds = res.get("seeds") or [res.get("seed")]
         meta = [f"profile <b>{html.escape(res['profile'])}</b>",
                 f"seed{'s' if len(seeds) > 1 else ''} {html.escape(', '.join(map(str, seeds)))}",
-                f"run time {res['duration_s']:.0f} s" if res.get("duration_s") is not None else "",
+                f"run time {run.get('seconds', res.get('duration_s', 0)):.0f} s",
                 f"finished {html.escape(res.get('finished_at', ''))}",
                 f"git {html.escape((res.get('git') or {}).get('revision') or 'unknown')[:10]}"]
         parts.append('<p class="meta">' + " · ".join(m for m in meta if m) + "</p>")

@@ -140,10 +140,6 @@ def _fmt_s(s: float) -> str:
 
 
 # -- running ----------------------------------------------------------------------------------------
-class _Interrupted(Exception):
-    pass
-
-
 def _run_one(job: Job, profile: str, stage_root: Path, cell_timeout: float, timeout: float,
              procs: dict[str, subprocess.Popen], stop: threading.Event, log_dir: Path) -> None:
     if stop.is_set():
@@ -260,46 +256,43 @@ def run(*, only: Sequence[str] | None = None, profile: str = "default", jobs: in
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_term)
     t_start = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = []
+        futures = []
+        for job in todo:
+            log(f"> {job.name}: queued ({profile} profile)")
+            futures.append(pool.submit(_run_one, job, profile, stage_root, cell_timeout, timeout, procs, stop,
+                                       paths.BUILD / "logs"))
+        reported: set[str] = set()
+        last_beat = time.perf_counter()
+        while True:
+            finished = all(f.done() for f in futures)
             for job in todo:
-                log(f"> {job.name}: queued ({profile} profile)")
-                futures.append(pool.submit(_run_one, job, profile, stage_root, cell_timeout, timeout, procs, stop,
-                                           paths.BUILD / "logs"))
-            reported: set[str] = set()
-            last_beat = time.perf_counter()
-            while not all(f.done() for f in futures):
-                time.sleep(0.2)
-                for job in todo:
-                    if job.status in ("ok", "failed") and job.name not in reported:
-                        reported.add(job.name)
-                        if job.status == "ok" and _publish(job, stage_root, out):
-                            log(f"+ {job.name}: ok in {_fmt_s(job.seconds)}")
-                        else:
-                            log(f"! {_describe_error(job)}")
-                if time.perf_counter() - last_beat >= heartbeat:
-                    last_beat = time.perf_counter()
-                    running = [j for j in todo if j.status == "running"]
-                    if running:
-                        log("  running: " + ", ".join(f"{j.name}" for j in running) +
-                            f" ({_fmt_s(time.perf_counter() - t_start)} since start)")
-            for f in futures:
-                f.result()
-            for job in todo:
-                if job.name not in reported:
-                    if job.status == "ok" and _publish(job, stage_root, out):
-                        log(f"+ {job.name}: ok in {_fmt_s(job.seconds)}")
-                    else:
+                if job.status in ("ok", "failed") and job.name not in reported:
+                    reported.add(job.name)
+                    if job.status == "ok" and not _publish(job, stage_root, out):
                         job.status = "failed"
-                        log(f"! {_describe_error(job)}")
+                        job.error.update(stage="render", ename="MissingReport", evalue="no HTML was rendered")
+                    log(f"+ {job.name}: ok in {_fmt_s(job.seconds)}" if job.status == "ok"
+                        else f"! {_describe_error(job)}")
+            if finished:
+                break
+            time.sleep(0.2)
+            if time.perf_counter() - last_beat >= heartbeat:
+                last_beat = time.perf_counter()
+                running = [j.name for j in todo if j.status == "running"]
+                if running:
+                    log(f"  running: {', '.join(running)} ({_fmt_s(time.perf_counter() - t_start)} since start)")
+        for f in futures:
+            f.result()
     except KeyboardInterrupt:
         stop.set()
         for proc in list(procs.values()):
             _stop(proc)
-        log("interrupted: reports/ left as it was before this run's unfinished notebooks")
+        log("interrupted: reports/ left as it was")
         raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, old_term)
         shutil.rmtree(stage_root, ignore_errors=True)
@@ -313,7 +306,7 @@ def run(*, only: Sequence[str] | None = None, profile: str = "default", jobs: in
             entry["last_ok"] = now
         else:
             entry["error"] = job.error
-            entry["key"] = prev.get("key") if prev.get("status") == "ok" else None
+            entry["key"] = None
             entry["last_ok"] = prev.get("last_ok")
             entry["last_ok_profile"] = prev.get("profile") if prev.get("last_ok") else None
         state[job.name] = entry
