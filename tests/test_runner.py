@@ -148,3 +148,11 @@ def test_killed_run_leaves_reports_as_they_were(good_run, tmp_path, sig):
     # nothing is left running: the worker and its kernel die with the runner
     gone, alive = psutil.wait_procs(family, timeout=20)
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_notebook_timeout_fails_cleanly(fixture_notebooks, tmp_path):
+    jobs = runner.run(notebooks=fixture_notebooks, out=tmp_path / "r", parameters={"sleep_s": 60.0}, timeout=6,
+                      log=lambda s: None)
+    assert jobs[0].status == "failed" and jobs[0].error["ename"] == "NotebookTimeout"
+    assert not (tmp_path / "r" / f"{NAME}.html").exists()
+    assert "NotebookTimeout" in (tmp_path / "r" / "index.html").read_text()
