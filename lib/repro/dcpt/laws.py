@@ -1,0 +1,406 @@
+"""The D-CPT Law's candidate parameterisations (paper §3.1 and App. E) in log-sum-exp form.
+
+Every law is written as ``log L = LSE(t_1, ..., t_K)``: a sum of positive terms, each term's log
+linear or nearly linear in the fitted parameters ``theta`` (the paper's App. E.3 form). A law gives
+the terms and their analytic gradients; :func:`Law.log_predict` combines them (the gradient of LSE is
+the softmax-weighted sum of the terms' gradients). Each law also has a plain formula in its natural
+parameters (:func:`Law.predict`), written independently, so the two can check each other.
+
+With ``r' = r + eps``:
+
+- L1 = E + A/N^a + B/D^b + C/r'^g
+- L2 = E + A/N^a + (B/D^b + C/r'^g)^eta
+- L3 = E + A/N^a + B r^eta/D^b + C/r'^g                      (the paper's choice, Eq. 6)
+- L4 = E + A/N^a + B bb^r/D^b + C/cc^r
+- L5 = E + A/N^a + B/(r D + (1 - r) sigma)^b
+- L6 = E + A/N^a + B e^r/D^b + C/r'^g
+- L7 = E + A/N^a + B r'^eta/D^b + C/r'^g
+- Cross-Domain (Eq. 7) = L3 + F/K^mu with K from a probe run: K1 = w1/k1, K2 = w2 k2,
+  K3 = w1/k1 + w2 k2 (the paper's choice, Eq. 9), K4 = w1/k1 + w2 k2 + w3/k3.
+
+Constraint trick (App. E.3) for L3, L7 and the cross-domain law: ``eta = 1 + exp(eta1) > 1`` and
+``C = C0 + C1`` with ``C0 = B eta (1+eps)^(g+1) / (g D_min^b)`` recomputed from the other
+parameters, which makes dL/dr < 0 on the data (D >= D_min). It needs g > 0, so g is bounded below
+(a choice the paper leaves implicit). Coefficients are fitted as logs (E = exp(e), ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LOG_COEF = tuple(float(v) for v in range(-1, 6))  # a, b, c in {-1, 0, ..., 5} (App. E.3)
+LOG_E = (-1.0, -0.5, 0.0, 0.5, 1.0)  # e in {-1, -0.5, ..., 1}
+EXPONENT = (-0.5, 0.0, 0.5)  # alpha, beta, gamma, eta1 in {-0.5, 0, 0.5}
+EPS = (0.0, 0.5)  # eps in {0, 0.5}
+EPS_MIN = 1e-3  # r + eps must stay positive at r = 0
+GAMMA_MIN = 1e-3  # C0 needs gamma > 0
+
+Terms = list[tuple[np.ndarray, dict[str, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class Law:
+    """One parameterisation: fit-space parameter names, terms with gradients, natural formula."""
+
+    name: str
+    names: tuple[str, ...]
+    formula: str
+    terms: Callable[[Callable[[str], np.ndarray], dict[str, np.ndarray]], Terms] = field(repr=False)
+    natural: Callable[[dict[str, float], dict[str, Any]], dict[str, float]] = field(repr=False)
+    formula_fn: Callable[[dict[str, float], dict[str, np.ndarray]], np.ndarray] = field(repr=False)
+    grid: dict[str, tuple[float, ...]] = field(repr=False, default_factory=dict)
+    bounds: dict[str, tuple[float | None, float | None]] = field(repr=False, default_factory=dict)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    def log_predict(self, theta: np.ndarray, X: dict[str, np.ndarray], grad: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """log L for parameter rows ``theta`` [S, P] at the points ``X``: ([S, n], gradient [S, P, n])."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if theta.shape[1] != self.n_params:
+            raise ValueError(f"{self.name}: theta has {theta.shape[1]} columns, the law has {self.n_params}")
+        idx = {k: i for i, k in enumerate(self.names)}
+
+        def col(name: str) -> np.ndarray:
+            return theta[:, idx[name]][:, None]
+
+        terms = self.terms(col, X)
+        shape = (theta.shape[0], len(X["lN"]))
+        T = np.stack([np.broadcast_to(t, shape) for t, _ in terms])
+        m = T.max(axis=0)
+        w = np.exp(T - m)
+        s = w.sum(axis=0)
+        logL = m + np.log(s)
+        if not grad:
+            return logL, None
+        p = w / s
+        G = np.zeros((shape[0], self.n_params, shape[1]))
+        for k, (_, grads) in enumerate(terms):
+            for name, g in grads.items():
+                G[:, idx[name], :] += np.where(p[k] > 0, p[k] * np.broadcast_to(g, shape), 0.0)
+        return logL, G
+
+    def params(self, theta: np.ndarray, X: dict[str, Any] | None = None) -> dict[str, float]:
+        """The natural parameters (E, A, alpha, ...) of a fit-space vector."""
+        t = dict(zip(self.names, np.asarray(theta, dtype=float).ravel(), strict=True))
+        return self.natural(t, X or {})
+
+    def predict(self, params: dict[str, float], N: Any, D: Any, r: Any, **extra: Any) -> np.ndarray:
+        """The law's plain formula in natural parameters (independent of the log-sum-exp code)."""
+        X = {"N": np.asarray(N, float), "D": np.asarray(D, float), "r": np.asarray(r, float)}
+        X.update({k: np.asarray(v, float) for k, v in extra.items()})
+        return self.formula_fn(params, X)
+
+
+# -- shared pieces -------------------------------------------------------------------------------------
+def _safe_log(x: np.ndarray) -> np.ndarray:
+    return np.log(np.where(x > 0, x, 1.0))
+
+
+def _head(c: Callable[[str], np.ndarray], X: dict[str, np.ndarray]) -> Terms:
+    """E and A/N^alpha: the first two terms of every law."""
+    return [(c("e"), {"e": np.ones(1)}),
+            (c("a") - c("alpha") * X["lN"], {"a": np.ones(1), "alpha": -X["lN"]})]
+
+
+def _r_term(c: Callable[[str], np.ndarray], X: dict[str, np.ndarray], coef: str) -> tuple[np.ndarray, dict]:
+    """coef/(r + eps)^gamma in logs, with its gradient."""
+    re = X["r"] + c("eps")
+    return (c(coef) - c("gamma") * np.log(re),
+            {coef: np.ones(1), "gamma": -np.log(re), "eps": -c("gamma") / re})
+
+
+def _exp_nat(t: dict[str, float], *names: str) -> dict[str, float]:
+    out = {"E": np.exp(t["e"]), "A": np.exp(t["a"]), "alpha": t["alpha"]}
+    for n in names:
+        out[n] = t[n]
+    return out
+
+
+def _constraint_c0(c: Callable[[str], np.ndarray], X: dict[str, np.ndarray], eta: np.ndarray,
+                   deta_deta1: np.ndarray) -> tuple[np.ndarray, dict]:
+    """log C0 = b + log(eta) + (gamma+1) log(1+eps) - log(gamma) - beta log(D_min), and its gradient."""
+    g, eps = c("gamma"), c("eps")
+    ldmin = np.log(X["d_min"])
+    c0 = c("b") + np.log(eta) + (g + 1) * np.log1p(eps) - np.log(g) - c("beta") * ldmin
+    return c0, {"b": np.ones(1), "eta1": deta_deta1 / eta, "gamma": np.log1p(eps) - 1 / g,
+                "eps": (g + 1) / (1 + eps), "beta": -ldmin * np.ones(1)}
+
+
+def _c0_value(B: float, eta: float, eps: float, gamma: float, beta: float, d_min: float) -> float:
+    return B * eta * (1 + eps) ** (gamma + 1) / (gamma * d_min ** beta)
+
+
+# -- L1 ----------------------------------------------------------------------------------------------
+def _l1_terms(c, X):
+    return _head(c, X) + [(c("b") - c("beta") * X["lD"], {"b": np.ones(1), "beta": -X["lD"]}),
+                          _r_term(c, X, "c")]
+
+
+def _l1_nat(t, X):
+    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": np.exp(t["b"]), "C": np.exp(t["c"])}
+
+
+def _l1_f(p, X):
+    return p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] / X["D"] ** p["beta"] + p["C"] / (X["r"] + p["eps"]) ** p["gamma"]
+
+
+# -- L2 ----------------------------------------------------------------------------------------------
+def _l2_terms(c, X):
+    eta = np.exp(c("leta"))
+    u1 = c("b") - c("beta") * X["lD"]
+    u2, g2 = _r_term(c, X, "c")
+    m = np.maximum(u1, u2)
+    w1, w2 = np.exp(u1 - m), np.exp(u2 - m)
+    u = m + np.log(w1 + w2)
+    p1, p2 = w1 / (w1 + w2), w2 / (w1 + w2)
+    grads = {"b": eta * p1, "beta": eta * p1 * -X["lD"], "c": eta * p2 * g2["c"], "gamma": eta * p2 * g2["gamma"],
+             "eps": eta * p2 * g2["eps"], "leta": eta * u}
+    return _head(c, X) + [(eta * u, grads)]
+
+
+def _l2_nat(t, X):
+    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": np.exp(t["b"]), "C": np.exp(t["c"]), "eta": np.exp(t["leta"])}
+
+
+def _l2_f(p, X):
+    inner = p["B"] / X["D"] ** p["beta"] + p["C"] / (X["r"] + p["eps"]) ** p["gamma"]
+    return p["E"] + p["A"] / X["N"] ** p["alpha"] + inner ** p["eta"]
+
+
+# -- L3 (the D-CPT Law, Eq. 6) -------------------------------------------------------------------------
+def _l3_terms(c, X):
+    eta1 = c("eta1")
+    eta = 1 + np.exp(eta1)
+    lr = _safe_log(X["r"])
+    pos = X["r"] > 0
+    t2 = np.where(pos, c("b") + eta * lr - c("beta") * X["lD"], -np.inf)
+    c1, g1 = _r_term(c, X, "c1")
+    c0, gc0 = _constraint_c0(c, X, eta, np.exp(eta1))
+    lre = np.log(X["r"] + c("eps"))
+    t4 = c0 - c("gamma") * lre
+    g4 = {**gc0, "gamma": gc0["gamma"] - lre, "eps": gc0["eps"] - c("gamma") / (X["r"] + c("eps"))}
+    return _head(c, X) + [(t2, {"b": np.ones(1), "eta1": np.exp(eta1) * lr, "beta": -X["lD"]}), (c1, g1), (t4, g4)]
+
+
+def _l3_nat(t, X):
+    B, eta = np.exp(t["b"]), 1 + np.exp(t["eta1"])
+    C0 = _c0_value(B, eta, t["eps"], t["gamma"], t["beta"], float(X.get("d_min", np.nan)))
+    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": B, "eta": eta, "C1": np.exp(t["c1"]), "C0": C0,
+            "C": C0 + np.exp(t["c1"])}
+
+
+def _l3_f(p, X):
+    return (p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] * X["r"] ** p["eta"] / X["D"] ** p["beta"]
+            + p["C"] / (X["r"] + p["eps"]) ** p["gamma"])
+
+
+# -- L4 ----------------------------------------------------------------------------------------------
+def _l4_terms(c, X):
+    return _head(c, X) + [
+        (c("b") + X["r"] * c("lbb") - c("beta") * X["lD"], {"b": np.ones(1), "lbb": X["r"], "beta": -X["lD"]}),
+        (c("c") - X["r"] * c("lcc"), {"c": np.ones(1), "lcc": -X["r"]}),
+    ]
+
+
+def _l4_nat(t, X):
+    return {**_exp_nat(t, "beta"), "B": np.exp(t["b"]), "bb": np.exp(t["lbb"]), "C": np.exp(t["c"]),
+            "cc": np.exp(t["lcc"])}
+
+
+def _l4_f(p, X):
+    return (p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] * p["bb"] ** X["r"] / X["D"] ** p["beta"]
+            + p["C"] / p["cc"] ** X["r"])
+
+
+# -- L5 ----------------------------------------------------------------------------------------------
+def _l5_terms(c, X):
+    sigma = np.exp(c("lsigma"))
+    mix = X["r"] * X["D"] + (1 - X["r"]) * sigma
+    return _head(c, X) + [(c("b") - c("beta") * np.log(mix),
+                           {"b": np.ones(1), "beta": -np.log(mix), "lsigma": -c("beta") * (1 - X["r"]) * sigma / mix})]
+
+
+def _l5_nat(t, X):
+    return {**_exp_nat(t, "beta"), "B": np.exp(t["b"]), "sigma": np.exp(t["lsigma"])}
+
+
+def _l5_f(p, X):
+    return p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] / (X["r"] * X["D"] + (1 - X["r"]) * p["sigma"]) ** p["beta"]
+
+
+# -- L6 ----------------------------------------------------------------------------------------------
+def _l6_terms(c, X):
+    return _head(c, X) + [(c("b") + X["r"] - c("beta") * X["lD"], {"b": np.ones(1), "beta": -X["lD"]}),
+                          _r_term(c, X, "c")]
+
+
+def _l6_f(p, X):
+    return (p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] * np.exp(X["r"]) / X["D"] ** p["beta"]
+            + p["C"] / (X["r"] + p["eps"]) ** p["gamma"])
+
+
+# -- L7 ----------------------------------------------------------------------------------------------
+def _l7_terms(c, X):
+    eta1 = c("eta1")
+    eta = 1 + np.exp(eta1)
+    re = X["r"] + c("eps")
+    lre = np.log(re)
+    t2 = c("b") + eta * lre - c("beta") * X["lD"]
+    g2 = {"b": np.ones(1), "eta1": np.exp(eta1) * lre, "beta": -X["lD"], "eps": eta / re}
+    c1, g1 = _r_term(c, X, "c1")
+    c0, gc0 = _constraint_c0(c, X, eta, np.exp(eta1))
+    g4 = {**gc0, "gamma": gc0["gamma"] - lre, "eps": gc0["eps"] - c("gamma") / re}
+    return _head(c, X) + [(t2, g2), (c1, g1), (c0 - c("gamma") * lre, g4)]
+
+
+def _l7_f(p, X):
+    re = X["r"] + p["eps"]
+    return p["E"] + p["A"] / X["N"] ** p["alpha"] + p["B"] * re ** p["eta"] / X["D"] ** p["beta"] + p["C"] / re ** p["gamma"]
+
+
+def _grid(names: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
+    g = {}
+    for n in names:
+        if n == "e":
+            g[n] = LOG_E
+        elif n in ("a", "b", "c", "c1", "f", "lsigma"):
+            g[n] = LOG_COEF
+        elif n == "eps":
+            g[n] = EPS
+        else:  # exponents and their transforms, log-bases, log-weights
+            g[n] = EXPONENT
+    return g
+
+
+def _bounds(names: tuple[str, ...], constrained: bool) -> dict[str, tuple[float | None, float | None]]:
+    b: dict[str, tuple[float | None, float | None]] = {n: (None, None) for n in names}
+    if "eps" in b:
+        b["eps"] = (EPS_MIN, None)
+    if constrained:
+        b["gamma"] = (GAMMA_MIN, None)
+    return b
+
+
+def _law(name, names, formula, terms, nat, f, constrained=False) -> Law:
+    names = tuple(names)
+    return Law(name, names, formula, terms, nat, f, _grid(names), _bounds(names, constrained))
+
+
+_L3_NAMES = ("e", "a", "alpha", "b", "beta", "c1", "gamma", "eta1", "eps")
+LAWS: dict[str, Law] = {
+    "L1": _law("L1", ("e", "a", "alpha", "b", "beta", "c", "gamma", "eps"), "E + A/N^α + B/D^β + C/(r+ε)^γ",
+               _l1_terms, _l1_nat, _l1_f),
+    "L2": _law("L2", ("e", "a", "alpha", "b", "beta", "c", "gamma", "eps", "leta"),
+               "E + A/N^α + (B/D^β + C/(r+ε)^γ)^η", _l2_terms, _l2_nat, _l2_f),
+    "L3": _law("L3", _L3_NAMES, "E + A/N^α + B·r^η/D^β + C/(r+ε)^γ", _l3_terms, _l3_nat, _l3_f, constrained=True),
+    "L4": _law("L4", ("e", "a", "alpha", "b", "lbb", "beta", "c", "lcc"), "E + A/N^α + B·b^r/D^β + C/c^r",
+               _l4_terms, _l4_nat, _l4_f),
+    "L5": _law("L5", ("e", "a", "alpha", "b", "beta", "lsigma"), "E + A/N^α + B/(r·D + (1−r)·σ)^β",
+               _l5_terms, _l5_nat, _l5_f),
+    "L6": _law("L6", ("e", "a", "alpha", "b", "beta", "c", "gamma", "eps"), "E + A/N^α + B·e^r/D^β + C/(r+ε)^γ",
+               _l6_terms, _l1_nat, _l6_f),
+    "L7": _law("L7", _L3_NAMES, "E + A/N^α + B·(r+ε)^η/D^β + C/(r+ε)^γ", _l7_terms, _l3_nat, _l7_f,
+               constrained=True),
+}
+
+
+# -- the Cross-Domain D-CPT Law (Eq. 7-9) --------------------------------------------------------------
+CROSS_FORMS = {"K1": ("w1",), "K2": ("w2",), "K3": ("w1", "w2"), "K4": ("w1", "w2", "w3")}
+
+
+def learnability(form: str, w: dict[str, float], k1: Any, k2: Any, k3: Any = None) -> np.ndarray:
+    """The Domain-specific Learnable Coefficient K (Eq. 9 and its rivals) from probe-run features.
+
+    k1: domain validation loss early in a probe run (the paper: after 1k steps); k2: the loss drop over
+    the probe (L_0 - L_5k); k3: the drop's second difference (L_0 - 2 L_5k + L_10k).
+    """
+    if form not in CROSS_FORMS:
+        raise ValueError(f"unknown K form {form!r}; valid: {', '.join(CROSS_FORMS)}")
+    k1, k2 = np.asarray(k1, float), np.asarray(k2, float)
+    K = np.zeros(np.broadcast(k1, k2).shape)
+    if "w1" in CROSS_FORMS[form]:
+        K = K + w["w1"] / k1
+    if "w2" in CROSS_FORMS[form]:
+        K = K + w["w2"] * k2
+    if "w3" in CROSS_FORMS[form]:
+        K = K + w["w3"] / np.asarray(k3, float)
+    return K
+
+
+def _cross_terms(form: str):
+    parts = CROSS_FORMS[form]
+
+    def terms(c, X):
+        comps = []
+        if "w1" in parts:
+            comps.append(("lw1", np.exp(c("lw1")) / X["k1"]))
+        if "w2" in parts:
+            comps.append(("lw2", np.exp(c("lw2")) * X["k2"]))
+        if "w3" in parts:
+            comps.append(("lw3", np.exp(c("lw3")) / X["k3"]))
+        K = sum(v for _, v in comps)
+        mu = c("mu")
+        g = {"f": np.ones(1), "mu": -np.log(K)}
+        for name, v in comps:
+            g[name] = -mu * v / K
+        return _l3_terms(c, X) + [(c("f") - mu * np.log(K), g)]
+
+    return terms
+
+
+def _cross_nat(form: str):
+    def nat(t, X):
+        out = _l3_nat(t, X)
+        out.update(F=np.exp(t["f"]), mu=t["mu"])
+        for w in CROSS_FORMS[form]:
+            out[w] = np.exp(t["l" + w])
+        return out
+
+    return nat
+
+
+def _cross_f(form: str):
+    def f(p, X):
+        K = learnability(form, p, X.get("k1", 1.0), X.get("k2", 1.0), X.get("k3", 1.0))
+        return _l3_f(p, X) + p["F"] / K ** p["mu"]
+
+    return f
+
+
+@dataclass(frozen=True)
+class CrossLaw(Law):
+    form: str = "K3"
+
+
+def _cross(form: str) -> CrossLaw:
+    names = _L3_NAMES + ("f", "mu") + tuple("l" + w for w in CROSS_FORMS[form])
+    return CrossLaw(f"cross-{form}", names, f"L3 + F/K^μ, K = {form}", _cross_terms(form), _cross_nat(form),
+                    _cross_f(form), _grid(names), _bounds(names, True), form=form)
+
+
+CROSS_LAWS: dict[str, CrossLaw] = {f: _cross(f) for f in CROSS_FORMS}
+
+
+def get_law(name: str) -> Law:
+    """A law by name: L1 ... L7, or cross-K1 ... cross-K4."""
+    if name in LAWS:
+        return LAWS[name]
+    if name.startswith("cross-") and name[6:] in CROSS_LAWS:
+        return CROSS_LAWS[name[6:]]
+    raise ValueError(f"unknown law {name!r}; valid: {', '.join(LAWS)}, " + ", ".join(f"cross-{k}" for k in CROSS_LAWS))
+
+
+def reduce_cross(law_params: dict[str, float], form: str, k1: float, k2: float, k3: float | None = None
+                 ) -> dict[str, float]:
+    """Eq. (8): for a known domain (K = K0) the cross-domain law is an ordinary L3 with E0 = E + F/K0^mu."""
+    K0 = float(learnability(form, law_params, k1, k2, k3))
+    out = dict(law_params)
+    out["E"] = law_params["E"] + law_params["F"] / K0 ** law_params["mu"]
+    return out

@@ -1,0 +1,252 @@
+"""D-CPT Law library: the forms, the fit, the usages, against known answers and plain references."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from repro.dcpt import LAWS, Points, fit, get_law, huber, usage
+from repro.dcpt.fit import (
+    bootstrap,
+    cross_validate,
+    grid_starts,
+    interval,
+    ratio_splits,
+    size_splits,
+    thirds_splits,
+)
+from repro.dcpt.laws import CROSS_LAWS, learnability, reduce_cross
+
+RATIOS = [0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0]  # the paper's nine general:domain mixtures, as r
+ALL = list(LAWS.values()) + list(CROSS_LAWS.values())
+
+
+def random_X(rng, n=30):
+    N = rng.uniform(0.1, 4, n)
+    D = rng.uniform(0.13, 26, n)
+    r = rng.choice(RATIOS, n)
+    return dict(N=N, D=D, r=r, lN=np.log(N), lD=np.log(D), d_min=0.1311, k1=rng.uniform(1, 3, n),
+                k2=rng.uniform(0.1, 1, n), k3=rng.uniform(0.01, 0.1, n))
+
+
+def random_theta(law, rng):
+    th = rng.normal(0, 0.4, law.n_params)
+    for name, (lo, _) in law.bounds.items():
+        if lo is not None:
+            th[law.names.index(name)] = abs(th[law.names.index(name)]) + 0.05
+    return th
+
+
+@pytest.mark.parametrize("law", ALL, ids=lambda law: law.name)
+def test_log_sum_exp_form_equals_the_plain_formula_and_gradients_are_exact(law):
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        X, th = random_X(rng), random_theta(law, rng)
+        logL, G = law.log_predict(th, X, grad=True)
+        extra = {k: X[k] for k in ("k1", "k2", "k3")} if law.name.startswith("cross") else {}
+        plain = law.predict(law.params(th, X), X["N"], X["D"], X["r"], **extra)
+        np.testing.assert_allclose(logL[0], np.log(plain), rtol=1e-12, atol=1e-12)
+        for j in range(law.n_params):
+            e = np.zeros_like(th)
+            e[j] = 1e-6
+            num = (law.log_predict(th + e, X)[0][0] - law.log_predict(th - e, X)[0][0]) / 2e-6
+            np.testing.assert_allclose(G[0, j], num, rtol=1e-5, atol=1e-7, err_msg=law.names[j])
+
+
+def test_parameter_counts_match_the_forms():
+    # L3 has 9 free parameters {E,A,B,C,alpha,beta,gamma,eta,eps}; L1 8; L2 9; L4 8; L5 6 (paper's forms)
+    assert {k: v.n_params for k, v in LAWS.items()} == {"L1": 8, "L2": 9, "L3": 9, "L4": 8, "L5": 6, "L6": 8, "L7": 9}
+    assert CROSS_LAWS["K3"].n_params == 9 + 2 + 2  # + F, mu, w1, w2
+
+
+def test_l3_grid_is_the_papers():
+    values = [LAWS["L3"].grid[n] for n in LAWS["L3"].names]
+    assert np.prod([len(v) for v in values]) == 277_830  # 7*7*7*5*3^4*2 (App. E.3)
+    starts = grid_starts(LAWS["L3"])
+    gamma = starts[:, LAWS["L3"].names.index("gamma")]
+    assert gamma.min() == pytest.approx(1e-3)  # gamma <= 0 is clipped to its bound: C0 needs gamma > 0
+
+
+def test_usage3_known_answer():
+    """App. G.3: with the printed exponents, C = 5e19 gives N_opt = 15.54B and D_opt = 0.536B."""
+    a = usage.chinchilla_allocation(5e19, G=4.1282, a=0.6252, b=0.3748)
+    assert round(a.N_opt, 2) == 15.54 and round(a.D_opt, 3) == 0.536
+
+
+def test_chinchilla_closed_form_minimises_the_law_at_fixed_compute():
+    A, alpha, B, beta = 2.0, 0.34, 3.0, 0.28
+    G, a, b = usage.chinchilla_exponents(A, alpha, B, beta)
+    alloc = usage.chinchilla_allocation(1e21, G=G, a=a, b=b)
+    x = 1e21 / 6 / 1e18
+    N = np.geomspace(alloc.N_opt / 10, alloc.N_opt * 10, 200001)
+    L = A / N**alpha + B / (x / N) ** beta
+    assert N[np.argmin(L)] == pytest.approx(alloc.N_opt, rel=1e-3)
+    assert alloc.N_opt * alloc.D_opt == pytest.approx(x)
+
+
+def l3_params(d_min=0.1311, **over):
+    p = dict(E=1.5, A=0.5, alpha=0.35, B=0.1, beta=0.3, eta=1.6, C1=0.05, gamma=0.5, eps=0.1)  # L from 2 to 4.5
+    p.update(over)
+    C0 = p["B"] * p["eta"] * (1 + p["eps"]) ** (p["gamma"] + 1) / (p["gamma"] * d_min ** p["beta"])
+    return {**p, "C0": C0, "C": C0 + p["C1"]}
+
+
+def test_l3_derivatives_of_app_e3():
+    """dL/dN, dL/dD, dL/dr and d2L/dDdr as printed, their signs under eta > 1 and C > C0 on D >= D_min."""
+    law, p = LAWS["L3"], l3_params()
+    N, D, r = np.meshgrid([0.5, 1.8, 4.0], np.geomspace(0.1311, 26, 25), np.linspace(0.02, 1, 25))
+    N, D, r = N.ravel(), D.ravel(), r.ravel()
+    h = 1e-6
+
+    def L(N, D, r):
+        return law.predict(p, N, D, r)
+
+    dN = -p["alpha"] * p["A"] / N ** (p["alpha"] + 1)
+    dD = -p["beta"] * p["B"] * r ** p["eta"] / D ** (p["beta"] + 1)
+    dr = p["eta"] * p["B"] * r ** (p["eta"] - 1) / D ** p["beta"] - p["gamma"] * p["C"] / (r + p["eps"]) ** (p["gamma"] + 1)
+    dDr = -p["eta"] * p["beta"] * p["B"] * r ** (p["eta"] - 1) / D ** (p["beta"] + 1)
+    np.testing.assert_allclose(dN, (L(N + h, D, r) - L(N - h, D, r)) / (2 * h), rtol=1e-5)
+    np.testing.assert_allclose(dD, (L(N, D + h, r) - L(N, D - h, r)) / (2 * h), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(dr, (L(N, D, r + h) - L(N, D, r - h)) / (2 * h), rtol=1e-5, atol=1e-8)
+    hh = 1e-4
+    fd = (L(N, D + hh, r + hh) - L(N, D + hh, r - hh) - L(N, D - hh, r + hh) + L(N, D - hh, r - hh)) / (4 * hh * hh)
+    np.testing.assert_allclose(dDr, fd, rtol=1e-3, atol=1e-6)
+    assert (dN < 0).all() and (dD < 0).all() and (dr < 0).all() and (dDr < 0).all()
+    # the trick is needed: with C well below C0, dL/dr turns positive somewhere at r = 1, D = D_min
+    q = {**p, "C": 0.1 * p["C0"]}
+    dr_q = p["eta"] * p["B"] / 0.1311 ** p["beta"] - p["gamma"] * q["C"] / (1 + p["eps"]) ** (p["gamma"] + 1)
+    assert dr_q > 0
+
+
+def synthetic_points(p, noise=0.003, seed=0, ratios=RATIOS, sizes=(0.5, 1.8, 4.0), n_d=12):
+    Ds = np.geomspace(0.1311, 26, n_d)
+    rows = [(n, d, r, f"{i}-{j}") for i, n in enumerate(sizes) for j, r in enumerate(ratios) for d in Ds]
+    N, D, r, run = map(np.array, zip(*rows, strict=True))
+    L = LAWS["L3"].predict(p, N, D, r) * np.exp(np.random.default_rng(seed).normal(0, noise, len(N)))
+    return Points(N.astype(float), D.astype(float), r.astype(float), L, run=run)
+
+
+@pytest.mark.slow
+def test_fit_recovers_a_planted_l3():
+    """Noisy points (0.1 % log-normal noise) from a known L3: the fit finds its parameters again."""
+    p = l3_params()
+    pts = synthetic_points(p, noise=0.001)
+    f = fit(LAWS["L3"], pts, n_starts=8, grid_size=4000)
+    truth = synthetic_points(p, noise=0.0)
+    assert np.sqrt(np.mean((f.log_predict(truth) - np.log(truth.L)) ** 2)) < 0.001  # below the noise
+    assert f.metrics(pts)["r2"] > 0.999
+    # stated tolerances: 5 % for the exponents and E, 10 % for the coefficients (E, A, C trade off)
+    for k, tol in {"E": 0.05, "alpha": 0.05, "beta": 0.05, "eta": 0.05, "gamma": 0.05, "eps": 0.05,
+                   "A": 0.1, "B": 0.1, "C": 0.1}.items():
+        assert f.params[k] == pytest.approx(p[k], rel=tol), k
+    # held-out ratios: predictions for the two unseen mixtures stay close
+    name, train, test = ratio_splits(pts)[10]
+    row = cross_validate(LAWS["L3"], pts, [(name, train, test)], n_starts=4, grid_size=2000)[0]
+    assert row["r2_test"] > 0.99
+
+
+def test_cross_domain_law_reduces_to_l3_for_a_known_domain():
+    """Eq. (8): with K = K0 fixed, L = E0 + A/N^a + B r^eta/D^b + C/r'^g, E0 = E + F/K0^mu."""
+    law = CROSS_LAWS["K3"]
+    rng = np.random.default_rng(3)
+    X, th = random_X(rng), random_theta(law, rng)
+    p = law.params(th, X)
+    k1, k2 = 1.7, 0.4
+    cross = law.predict(p, X["N"], X["D"], X["r"], k1=np.full(30, k1), k2=np.full(30, k2))
+    ordinary = LAWS["L3"].predict(reduce_cross(p, "K3", k1, k2), X["N"], X["D"], X["r"])
+    np.testing.assert_allclose(cross, ordinary, rtol=1e-12)
+    assert learnability("K3", p, k1, k2) == pytest.approx(p["w1"] / k1 + p["w2"] * k2)
+    with pytest.raises(ValueError, match="unknown K form"):
+        learnability("K9", p, k1, k2)
+
+
+def test_usage1_budget_binds_where_expected():
+    p_g, p_d = l3_params(), l3_params(E=0.9, B=0.3)
+    N0, D0 = 1.8, 10.0
+
+    def L_g(rd):
+        return LAWS["L3"].predict(p_g, N0, D0, 1 - rd)
+
+    def L_d(rd):
+        return LAWS["L3"].predict(p_d, N0, D0, rd)
+
+    L_g0 = float(L_g(np.array([0.0]))[0])
+    out = usage.optimal_ratio_under_budget(L_g, L_d, L_g0, T=0.03)
+    assert out["binds"] and out["L_g"] == pytest.approx(L_g0 * 1.03, rel=1e-9)
+    r = np.linspace(0, 1, 100001)
+    ok = L_g(r) < L_g0 * 1.03
+    assert out["r_d"] == pytest.approx(r[ok][np.argmin(L_d(r)[ok])], abs=1e-4)
+    with pytest.raises(ValueError, match="no ratio keeps"):
+        usage.optimal_ratio_under_budget(L_g, L_d, L_g0 * 0.5, T=0.03)
+
+
+@pytest.mark.parametrize("factor, interior", [(0.5, True), (2.0, False)])
+def test_usage2_interior_minimum_condition(factor, interior):
+    p = l3_params()
+    limit = usage.interior_minimum_condition(p)
+    out = usage.optimal_ratio_fixed_domain_data(p, 1.8, factor * limit)
+    assert out["interior"] is interior
+    assert (out["r_d"] < 1 - 1e-6) is interior
+    r = np.linspace(1e-4, 1, 200001)
+    assert out["r_d"] == pytest.approx(r[np.argmin(usage.fixed_domain_loss(p, 1.8, factor * limit, r))], abs=1e-4)
+
+
+def test_bad_input_is_refused():
+    good = dict(N=[1.0, 2.0], D=[1.0, 2.0], r=[0.5, 0.5], L=[2.0, 1.9])
+    with pytest.raises(ValueError, match=r"ratio r must lie in \[0, 1\]"):
+        Points(**{**good, "r": [0.5, 1.2]})
+    with pytest.raises(ValueError, match="N must be positive"):
+        Points(**{**good, "N": [1.0, 0.0]})
+    with pytest.raises(ValueError, match="L must be positive"):
+        Points(**{**good, "L": [-1.0, 2.0]})
+    with pytest.raises(ValueError, match="L holds NaN"):
+        Points(**{**good, "L": [np.nan, 2.0]})
+    with pytest.raises(ValueError, match="D has 1 rows"):
+        Points(**{**good, "D": [1.0]})
+    with pytest.raises(ValueError, match="needs more than 9 points, got 2"):
+        fit(LAWS["L3"], Points(**good))
+    with pytest.raises(ValueError, match="unknown law 'L9'"):
+        get_law("L9")
+    with pytest.raises(ValueError, match="probe features"):
+        fit(CROSS_LAWS["K3"], synthetic_points(l3_params(), n_d=3))
+
+
+def test_generalisation_splits():
+    pts = synthetic_points(l3_params(), n_d=6)
+    splits = ratio_splits(pts)
+    assert len(splits) == 36  # C(9, 2)
+    for _, train, test in splits:
+        assert len(np.unique(pts.r[test])) == 2 and not (train & test).any() and (train | test).all()
+    thirds = thirds_splits(pts)
+    assert sum(t.sum() for _, _, t in thirds) == pts.n
+    assert len(size_splits(pts)) == 3
+
+
+@pytest.mark.slow
+def test_bootstrap_gives_intervals_over_runs():
+    pts = synthetic_points(l3_params(), n_d=6)
+    base = fit(LAWS["L3"], pts, n_starts=4, grid_size=2000)
+    samples = bootstrap(LAWS["L3"], pts, base, n_boot=4, n_starts=2, grid_size=500,
+                        derived={"L_at_1": lambda f: float(f.predict(pts.subset(np.arange(1)))[0])})
+    assert len(samples["E"]) == 4 and "L_at_1" in samples
+    lo, hi = interval(samples["beta"])
+    assert lo <= hi
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1, 1), min_size=1, max_size=20), st.floats(1e-4, 1e-1))
+def test_huber_is_quadratic_inside_and_linear_outside(res, delta):
+    r = np.array(res)
+    h = huber(r, delta)
+    assert (h >= 0).all()
+    inside = np.abs(r) <= delta
+    np.testing.assert_allclose(h[inside], 0.5 * r[inside] ** 2)
+    np.testing.assert_allclose(h[~inside], delta * (np.abs(r[~inside]) - delta / 2))
+
+
+def test_combinations_of_ratios_are_all_distinct():
+    pts = synthetic_points(l3_params(), n_d=2)
+    held = [tuple(np.unique(pts.r[t])) for _, _, t in ratio_splits(pts)]
+    assert sorted(held) == sorted(itertools.combinations(sorted(set(RATIOS)), 2))
