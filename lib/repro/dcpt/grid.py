@@ -1,0 +1,265 @@
+"""The D-CPT experiment grid: real continual pre-training runs whose losses the law is fitted to.
+
+For each model size a base model is pre-trained on the general corpus (the paper starts from
+pre-trained Qwen-1.5 models). Then, for each domain and each of the paper's nine mixtures, the base
+model is continually pre-trained on general + domain data with domain share ``r_d``, at a constant
+learning rate after warm-up (so that evaluations along one run are valid data-size points: the
+card's pitfall about cosine schedules), evaluating both the general and the domain validation loss at
+steps spaced densely early and sparsely late (App. I's lesson: exponential-decay sampling).
+
+The table (one row per evaluation) is rewritten atomically after every finished run, so an
+interrupted grid resumes where it stopped; a JSON beside it records the command, the spec, the git
+revision and the cost of every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import paths
+
+# The paper's nine general:domain mixtures {10:0, 9:1, 8:2, 6.7:3.3, 5:5, 3.3:6.7, 2:8, 1:9, 0:10} as r_d.
+PAPER_RATIOS = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
+COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Everything that decides the grid's numbers (the table's JSON records it)."""
+
+    sizes: tuple[tuple[str, int, int, int], ...]  # (name, n_layer, n_head, d_model)
+    domains: tuple[str, ...] = ("code", "math")
+    ratios: tuple[float, ...] = PAPER_RATIOS
+    context: int = 128
+    batch_size: int = 16
+    base_steps: int = 600
+    base_lr: float = 3e-3
+    cpt_steps: int = 400
+    cpt_lr: float = 1e-3
+    warmup_steps: int = 20
+    n_evals: int = 16
+    eval_batches: int = 8
+    seed: int = 0
+    general: str = "general"
+    token_profile: str = "default"
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.ratios if not 0 <= r <= 1]
+        if bad:
+            raise ValueError(f"ratios must lie in [0, 1], got {bad}")
+        if not self.sizes:
+            raise ValueError("sizes must name at least one model size")
+        for name, _layers, n_head, d_model in self.sizes:
+            if d_model % n_head:
+                raise ValueError(f"size {name!r}: n_head={n_head} must divide d_model={d_model}")
+        if self.warmup_steps >= self.cpt_steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be below cpt_steps={self.cpt_steps}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as plain JSON types (tuples become lists), as it is stored beside the table."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def eval_steps(self) -> list[int]:
+        return eval_schedule(self.cpt_steps, self.n_evals, first=self.warmup_steps)
+
+    def runs(self) -> list[tuple[str, str, str, float]]:
+        return [(run_id(s[0], d, r), s[0], d, r) for s in self.sizes for d in self.domains for r in self.ratios]
+
+
+def run_id(size: str, domain: str, r_d: float) -> str:
+    return f"{size}/{domain}/r{r_d:.2f}"
+
+
+def eval_schedule(max_steps: int, n: int, first: int = 1, lam: float = 4.0) -> list[int]:
+    """``n`` evaluation steps in [first, max_steps], with density proportional to exp(-lam x/max_steps).
+
+    App. I.2's best sampling (M4) uses an exponentially decaying density; ``lam`` sets how strongly
+    early steps are favoured. Step 0 (the base model, before any domain data) is always added.
+    """
+    if n < 2 or max_steps <= first:
+        raise ValueError(f"need n >= 2 and max_steps > first, got n={n}, max_steps={max_steps}, first={first}")
+    u = np.linspace(0, 1, n)
+    span = max_steps - first
+    x = -np.log1p(-u * (1 - math.exp(-lam))) / lam  # inverse CDF of the truncated exponential on [0, 1]
+    steps = sorted({0, *(int(round(first + v * span)) for v in x)})
+    return steps
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+@dataclass
+class Grid:
+    """A grid table on disk: ``<path>.csv`` with :data:`COLUMNS` and ``<path>.json`` with its provenance."""
+
+    path: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Grid:
+        path = Path(path)
+        g = cls(path)
+        csv, meta = path.with_suffix(".csv"), path.with_suffix(".json")
+        if csv.exists():
+            lines = csv.read_text().splitlines()
+            head = lines[0].split(",")
+            if tuple(head) != COLUMNS:
+                raise ValueError(f"{csv}: columns {head}, expected {list(COLUMNS)}")
+            for line in lines[1:]:
+                vals = line.split(",")
+                g.rows.append({k: (v if k in ("run", "size", "domain") else float(v)) for k, v in zip(head, vals, strict=True)})
+        if meta.exists():
+            g.meta = json.loads(meta.read_text())
+        return g
+
+    def done(self) -> set[str]:
+        return set(self.meta.get("runs", {}))
+
+    def save(self) -> None:
+        lines = [",".join(COLUMNS)]
+        for r in self.rows:
+            lines.append(",".join(str(r[k]) if isinstance(r[k], str) else repr(float(r[k])) for k in COLUMNS))
+        paths.atomic_write_text(self.path.with_suffix(".csv"), "\n".join(lines) + "\n")
+        paths.atomic_write_text(self.path.with_suffix(".json"), json.dumps(self.meta, indent=1) + "\n")
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+
+
+TokenLoader = Callable[[str, str], np.ndarray]  # (corpus, split) -> 1-D token array
+
+
+def _model(spec: GridSpec, size: tuple[str, int, int, int], vocab: int):
+    from ..nn.gpt import GPT, GPTConfig
+
+    name, n_layer, n_head, d_model = size
+    return GPT(GPTConfig(vocab_size=vocab, context=spec.context, n_layer=n_layer, n_head=n_head, d_model=d_model))
+
+
+def base_model(spec: GridSpec, size: tuple[str, int, int, int], load: TokenLoader, vocab: int,
+               device: str = "cpu", cache: Path | None = None, log: Callable[[str], None] = print):
+    """Pre-train (or load from ``cache``) the base model of one size on the general corpus (cosine schedule)."""
+    import torch
+
+    from ..data.sampler import DomainSampler
+    from ..train import TrainConfig, train
+
+    torch.manual_seed(spec.seed)
+    model = _model(spec, size, vocab)
+    cache = cache or paths.BUILD / "dcpt" / f"base-{size[0]}-{_spec_hash(spec, base_only=True)}.pt"
+    if cache.exists():
+        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        return model
+    t0 = time.perf_counter()
+    sampler = DomainSampler({spec.general: load(spec.general, "train")}, spec.context, spec.batch_size, seed=spec.seed)
+    cfg = TrainConfig(max_steps=spec.base_steps, lr=spec.base_lr, min_lr=spec.base_lr / 10,
+                      warmup_steps=min(spec.warmup_steps * 2, spec.base_steps), schedule="cosine", device=device,
+                      seed=spec.seed)
+    train(model, sampler, cfg)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    paths.atomic_write_bytes(cache, buf.getvalue())
+    log(f"base {size[0]}: {model.num_params():,} non-embedding params, {spec.base_steps} steps in "
+        f"{time.perf_counter() - t0:.0f} s")
+    return model
+
+
+def _spec_hash(spec: GridSpec, base_only: bool = False) -> str:
+    import hashlib
+
+    d = spec.to_json()
+    if base_only:
+        d = {k: d[k] for k in ("context", "batch_size", "base_steps", "base_lr", "warmup_steps", "seed", "general",
+                               "token_profile")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: float, load: TokenLoader,
+            vocab: int, device: str = "cpu", log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """One continual pre-training run from the base model; returns its table rows (step 0 included)."""
+    from ..data.sampler import DomainSampler
+    from ..train import TrainConfig, train
+
+    model = base_model(spec, size, load, vocab, device, log=log)
+    tokens = {spec.general: load(spec.general, "train"), domain: load(domain, "train")}
+    val = {spec.general: load(spec.general, "validation"), domain: load(domain, "validation")}
+    sampler = DomainSampler(tokens, spec.context, spec.batch_size, weights={spec.general: 1 - r_d, domain: r_d},
+                            seed=spec.seed + 1)
+    cfg = TrainConfig(max_steps=spec.cpt_steps, lr=spec.cpt_lr, min_lr=spec.cpt_lr, warmup_steps=spec.warmup_steps,
+                      schedule="constant", eval_steps=spec.eval_steps(), eval_batches=spec.eval_batches,
+                      device=device, seed=spec.seed, progress=False)
+    history = train(model, sampler, cfg, val_tokens=val)
+    n_non, n_total = model.num_params(True), model.num_params(False)
+    rows = []
+    for h in history:
+        if "val" in h:
+            rows.append({"run": run_id(size[0], domain, r_d), "size": size[0], "N": n_non, "n_total": n_total,
+                         "domain": domain, "r_d": r_d, "step": h["step"], "D": h["tokens"],
+                         "L_g": h["val"][spec.general], "L_d": h["val"][domain]})
+    return rows
+
+
+def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: int, *, device: str = "cpu",
+             only: Sequence[str] | None = None, log: Callable[[str], None] = print) -> Grid:
+    """Run every (size, domain, ratio) not yet in the table at ``path``; save after each run."""
+    grid = Grid.load(path)
+    if grid.meta and grid.meta.get("spec") != spec.to_json():
+        raise ValueError(f"{path} was made with another spec; use a new path or delete it.\n"
+                         f"stored: {grid.meta.get('spec')}\nasked:  {spec.to_json()}")
+    grid.meta.setdefault("spec", spec.to_json())
+    grid.meta.setdefault("runs", {})
+    grid.meta["command"] = " ".join([Path(sys.executable).name, "-m", "repro", *sys.argv[1:]]) \
+        if sys.argv and sys.argv[0].endswith("__main__.py") else grid.meta.get("command", "repro.dcpt.grid.run_grid")
+    todo = [r for r in spec.runs() if r[0] not in grid.done() and (not only or r[0] in only)]
+    sizes = {s[0]: s for s in spec.sizes}
+    log(f"D-CPT grid: {len(spec.runs())} runs, {len(grid.done())} done, {len(todo)} to go -> {grid.path}")
+    for i, (rid, size, domain, r_d) in enumerate(todo, 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = cpt_run(spec, sizes[size], domain, r_d, load, vocab, device, log=log)
+        grid.rows = [r for r in grid.rows if r["run"] != rid] + rows
+        grid.meta["runs"][rid] = {"seconds": round(time.perf_counter() - t0, 1),
+                                  "cpu_seconds": round(time.process_time() - c0, 1), "git": _git_revision(),
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        grid.save()
+        last = rows[-1]
+        log(f"[{i}/{len(todo)}] {rid}: L_g {last['L_g']:.3f}, L_d {last['L_d']:.3f} "
+            f"({grid.meta['runs'][rid]['seconds']:.0f} s)")
+    return grid
+
+
+def points(frame, which: str, min_step: int = 1):
+    """The fitting points of a grid frame: ``which`` = "domain" (L_d against r_d) or "general" (L_g against r_g).
+
+    N is in millions of non-embedding parameters and D in millions of tokens, so the paper's
+    initialisation grid (made for billions) sits at the same magnitudes.
+    """
+    from .fit import Points
+
+    if which not in ("domain", "general"):
+        raise ValueError(f"which must be 'domain' or 'general', got {which!r}")
+    f = frame[frame["step"] >= min_step]
+    r = f["r_d"].to_numpy(float) if which == "domain" else 1 - f["r_d"].to_numpy(float)
+    L = f["L_d" if which == "domain" else "L_g"].to_numpy(float)
+    return Points(f["N"].to_numpy(float) / 1e6, f["D"].to_numpy(float) / 1e6, np.round(r, 6), L,
+                  run=f["run"].to_numpy(), domain=f["domain"].to_numpy())
