@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 JOBS ?= 1
 ARGS ?=
 
-.PHONY: setup report test lint browser clean-venv
+.PHONY: setup report test lint browser clean-venv bench data
 
 ## setup: create .venv with everything installed (skipped in seconds when pyproject.toml is unchanged)
 setup: $(STAMP)
@@ -38,3 +38,7 @@ browser:
 
 clean-venv:
 	rm -rf $(VENV)
+
+## bench: every benchmark against its baseline (reports/bench/*.json); QUICK=1 for the short versions
+bench: setup
+	$(PY) -m repro bench gpt $(if $(QUICK),--quick,)
