@@ -1,0 +1,150 @@
+"""What notebook 03 does with a grid table: fit every form, compare them, check the paper's trends,
+and draw the paper's figures. Everything here works on :class:`repro.dcpt.grid.Grid` frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .fit import Fit, Points, cross_validate, fit
+from .grid import points as grid_points
+from .laws import LAWS
+
+
+def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), **fit_kw: Any) -> dict[str, Fit]:
+    """Fit each named form to the same points."""
+    return {name: fit(LAWS[name], pts, **fit_kw) for name in forms}
+
+
+def forms_table(fits: dict[str, Fit], pts: Points):
+    """Forms x metrics on the fitted points: parameters, R^2, mean Huber, AIC, BIC."""
+    import pandas as pd
+
+    rows = []
+    for name, f in fits.items():
+        m, ic = f.metrics(pts), f.information(pts)
+        rows.append({"form": name, "law": LAWS[name].formula, "params": LAWS[name].n_params, "R2": m["r2"],
+                     "Huber": m["huber"], "RMSE(log)": m["rmse_log"], "AIC": ic["aic"], "BIC": ic["bic"],
+                     "fit s": f.seconds})
+    return pd.DataFrame(rows).set_index("form")
+
+
+def heldout_table(pts: Points, splits: list, forms: Sequence[str], progress: Callable | None = None, **fit_kw: Any):
+    """Every form cross-validated on the same splits: one row per (form, split)."""
+    import pandas as pd
+
+    rows = []
+    it = forms if progress is None else progress(list(forms))
+    for name in it:
+        rows += cross_validate(LAWS[name], pts, splits, **fit_kw)
+    return pd.DataFrame(rows)
+
+
+def trend_check(frame, which: str = "domain") -> dict[str, Any]:
+    """The paper's explicit and implicit trends (§3.1), tested by finite differences on measured losses.
+
+    dL/dD < 0: along each run, loss falls between consecutive evaluations. dL/dr < 0: at each model size
+    and step, loss falls between consecutive ratios of the matching corpus. d2L/dDdr < 0: the drop with D
+    is larger at the larger ratio (D differences of neighbouring ratios). Returns the share of differences
+    with the claimed sign, per ratio and overall.
+    """
+    loss = "L_d" if which == "domain" else "L_g"
+    f = frame[frame["step"] > 0].copy()
+    f["r"] = f["r_d"] if which == "domain" else 1 - f["r_d"]
+    dD, dr, dDr = [], [], []
+    for _, run in f.groupby("run"):
+        run = run.sort_values("D")
+        dD += [(float(r), float(d)) for r, d in zip(run["r"].iloc[1:], np.diff(run[loss].to_numpy()), strict=True)]
+    for _, g in f.groupby(["size", "domain", "step"]):
+        g = g.sort_values("r")
+        dr += [(float(r), float(d)) for r, d in zip(g["r"].iloc[1:], np.diff(g[loss].to_numpy()), strict=True)]
+    for _, g in f.groupby(["size", "domain"]):
+        piv = g.pivot_table(index="D", columns="r", values=loss).sort_index()
+        slope = piv.diff().iloc[1:]  # loss change per evaluation interval, per ratio
+        cols = list(slope.columns)
+        for a, b in zip(cols[:-1], cols[1:], strict=True):
+            dDr += [(float(b), float(v)) for v in (slope[b] - slope[a]).to_numpy() if np.isfinite(v)]
+
+    def share(pairs, min_r=0.0):
+        v = [d < 0 for r, d in pairs if r >= min_r]
+        return float(np.mean(v)) if v else float("nan")
+
+    ratios = sorted({r for r, _ in dD})
+    return {
+        "dL/dD<0": share(dD), "dL/dr<0": share(dr), "d2L/dDdr<0": share(dDr),
+        "per_ratio": {r: {"dL/dD<0": share([p for p in dD if p[0] == r]),
+                          "dL/dr<0": share([p for p in dr if p[0] == r]),
+                          "d2L/dDdr<0": share([p for p in dDr if p[0] == r])} for r in ratios},
+        "n": {"dD": len(dD), "dr": len(dr), "dDdr": len(dDr)},
+        "_pairs": {"dD": dD, "dr": dr, "dDr": dDr},
+    }
+
+
+def trends_above(check: dict[str, Any], min_r: float) -> dict[str, float]:
+    """The trend shares counting only ratios at or above ``min_r`` (the paper excludes r below the inflection)."""
+    out = {}
+    for key, name in (("dD", "dL/dD<0"), ("dr", "dL/dr<0"), ("dDr", "d2L/dDdr<0")):
+        v = [d < 0 for r, d in check["_pairs"][key] if r >= min_r]
+        out[name] = float(np.mean(v)) if v else float("nan")
+    return out
+
+
+def inflection_ratio(frame, which: str = "domain") -> float:
+    """The largest ratio at which some run's loss rises with D over its second half (App. I.3); 0 if none."""
+    loss = "L_d" if which == "domain" else "L_g"
+    worst = 0.0
+    for _, run in frame[frame["step"] > 0].groupby("run"):
+        run = run.sort_values("D")
+        half = run.iloc[len(run) // 2:]
+        r = float(run["r_d"].iloc[0] if which == "domain" else 1 - run["r_d"].iloc[0])
+        if half[loss].iloc[-1] > half[loss].iloc[0]:
+            worst = max(worst, r)
+    return worst
+
+
+# -- plots -----------------------------------------------------------------------------------------
+def plot_loss_vs_ratio(ax, frame, fit_: Fit, which: str, size: str, steps: Sequence[int],
+                       held_out: Sequence[float] = (), title: str | None = None) -> None:
+    """The paper's Fig. 1: loss against ratio at several data sizes; fitted law dashed, held-out ratios as stars."""
+    f = frame[(frame["size"] == size)]
+    loss = "L_d" if which == "domain" else "L_g"
+    r_all = f["r_d"] if which == "domain" else 1 - f["r_d"]
+    colours = ["C0", "C1", "C2", "C3", "C4", "C5"]
+    for c, step in zip(colours, steps, strict=False):
+        g = f[f["step"] == step]
+        r = (g["r_d"] if which == "domain" else 1 - g["r_d"]).to_numpy()
+        held = np.isin(np.round(r, 6), np.round(np.asarray(held_out, float), 6))
+        D = float(g["D"].iloc[0]) if len(g) else float("nan")
+        ax.plot(r[~held], g[loss].to_numpy()[~held], "o", color=c, ms=4, label=f"D={D / 1e6:.2f}M")
+        if held.any():
+            ax.plot(r[held], g[loss].to_numpy()[held], "*", color=c, ms=11, mec="k", mew=0.5)
+        rr = np.linspace(max(0.0, float(r_all.min())), 1.0, 101)
+        N = float(g["N"].iloc[0]) / 1e6 if len(g) else 1.0
+        pts = Points(np.full_like(rr, N), np.full_like(rr, D / 1e6), rr, np.ones_like(rr))
+        ax.plot(rr, fit_.predict(pts), "--", color=c, lw=1)
+    ax.set_xlabel("domain ratio $r_d$" if which == "domain" else "general ratio $r_g$")
+    ax.set_ylabel("domain loss $L_d$" if which == "domain" else "general loss $L_g$")
+    ax.set_title(title or f"{size}: {which} loss")
+    ax.legend(fontsize=7)
+
+
+def plot_loss_vs_D(ax, frame, fit_: Fit, which: str, size: str, domain: str) -> None:
+    """Loss against CPT tokens per ratio (log x), fitted law dashed."""
+    import matplotlib.cm as cm
+
+    f = frame[(frame["size"] == size) & (frame["domain"] == domain) & (frame["step"] > 0)]
+    loss = "L_d" if which == "domain" else "L_g"
+    ratios = sorted(f["r_d"].unique())
+    for i, rd in enumerate(ratios):
+        g = f[f["r_d"] == rd].sort_values("D")
+        colour = cm.viridis(i / max(1, len(ratios) - 1))
+        ax.plot(g["D"] / 1e6, g[loss], "o", ms=3, color=colour, label=f"$r_d$={rd:g}")
+        pts = grid_points(g, which)
+        ax.plot(g["D"] / 1e6, fit_.predict(pts), "-", lw=1, color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("CPT tokens D (millions)")
+    ax.set_ylabel(loss)
+    ax.set_title(f"{size}, {domain}: {which} loss against D")
+    ax.legend(fontsize=6, ncol=2)
