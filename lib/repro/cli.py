@@ -114,5 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="folder for the JSON (default reports/bench)")
     b.set_defaults(func=_cmd_bench)
 
+    d = sub.add_parser("dcpt", help="D-CPT Law: `dcpt grid` trains the grid of continual pre-training runs")
+    d.add_argument("what", choices=["grid"])
+    d.add_argument("rest", nargs=argparse.REMAINDER)
+    d.set_defaults(func=lambda a: __import__("repro.dcpt.grid", fromlist=["main"]).main(a.rest))
+
     a = parser.parse_args(argv)
     return a.func(a)

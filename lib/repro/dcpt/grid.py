@@ -33,6 +33,10 @@ from .. import paths
 
 # The paper's nine general:domain mixtures {10:0, 9:1, 8:2, 6.7:3.3, 5:5, 3.3:6.7, 2:8, 1:9, 0:10} as r_d.
 PAPER_RATIOS = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
+# The stored grid (data/dcpt/grid.csv): three sizes of about 0.1M, 0.4M and 1.3M non-embedding parameters.
+DEFAULT_SPEC = dict(sizes=(("s", 2, 4, 64), ("m", 2, 4, 128), ("l", 3, 4, 192)), domains=("code", "math"),
+                    context=128, batch_size=16, base_steps=600, cpt_steps=400, warmup_steps=20, n_evals=16,
+                    eval_batches=8)
 COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
 
 
@@ -263,3 +267,22 @@ def points(frame, which: str, min_step: int = 1):
     L = f["L_d" if which == "domain" else "L_g"].to_numpy(float)
     return Points(f["N"].to_numpy(float) / 1e6, f["D"].to_numpy(float) / 1e6, np.round(r, 6), L,
                   run=f["run"].to_numpy(), domain=f["domain"].to_numpy())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m repro dcpt grid",
+                                     description="Train (or resume) the D-CPT grid and write its table.")
+    parser.add_argument("--out", default=str(paths.DATA / "dcpt" / "grid"), help="table path, without suffix")
+    parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args(argv)
+    from ..data import load_tokens, vocab_size
+
+    spec = GridSpec(**DEFAULT_SPEC, seed=a.seed)
+    run_grid(spec, a.out, lambda corpus, split: load_tokens(corpus, split, profile=spec.token_profile),
+             vocab_size(), device=a.device, only=a.only)
+    return 0
