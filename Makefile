@@ -42,3 +42,7 @@ clean-venv:
 ## bench: every benchmark against its baseline (reports/bench/*.json); QUICK=1 for the short versions
 bench: setup
 	$(PY) -m repro bench gpt $(if $(QUICK),--quick,)
+
+## data: build the corpora (full and smoke) and check them against data/manifest.json
+data: setup
+	$(PY) -m repro data build --all

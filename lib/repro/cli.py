@@ -77,6 +77,18 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(a: argparse.Namespace) -> int:
+    from .data.build import main as data_main
+
+    return data_main(a.rest)
+
+
+def _cmd_dcpt(a: argparse.Namespace) -> int:
+    from .dcpt.grid import main as grid_main
+
+    return grid_main(a.rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repro", description="The reproduction workbook.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="folder for the JSON (default reports/bench)")
     b.set_defaults(func=_cmd_bench)
 
+    dt = sub.add_parser("data", help="`data build [--smoke|--all] [--force]`, `data verify`: the corpora")
+    dt.add_argument("rest", nargs=argparse.REMAINDER)
+    dt.set_defaults(func=_cmd_data)
+
     d = sub.add_parser("dcpt", help="D-CPT Law: `dcpt grid` trains the grid of continual pre-training runs")
     d.add_argument("what", choices=["grid"])
     d.add_argument("rest", nargs=argparse.REMAINDER)
-    d.set_defaults(func=lambda a: __import__("repro.dcpt.grid", fromlist=["main"]).main(a.rest))
+    d.set_defaults(func=_cmd_dcpt)
 
     a = parser.parse_args(argv)
     return a.func(a)

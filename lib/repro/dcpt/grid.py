@@ -33,10 +33,11 @@ from .. import paths
 
 # The paper's nine general:domain mixtures {10:0, 9:1, 8:2, 6.7:3.3, 5:5, 3.3:6.7, 2:8, 1:9, 0:10} as r_d.
 PAPER_RATIOS = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
-# The stored grid (data/dcpt/grid.csv): three sizes of about 0.1M, 0.4M and 1.3M non-embedding parameters.
-DEFAULT_SPEC = dict(sizes=(("s", 2, 4, 64), ("m", 2, 4, 128), ("l", 3, 4, 192)), domains=("code", "math"),
-                    context=128, batch_size=16, base_steps=600, cpt_steps=400, warmup_steps=20, n_evals=16,
-                    eval_batches=8)
+# The stored grid (data/dcpt/grid.csv): three sizes of about 0.10M, 0.22M and 0.40M non-embedding parameters,
+# sized so the whole grid fits in about an hour of one CPU core.
+DEFAULT_SPEC = dict(sizes=(("s", 2, 4, 64), ("m", 2, 4, 96), ("l", 2, 4, 128)), domains=("code", "math"),
+                    context=128, batch_size=16, base_steps=400, cpt_steps=250, warmup_steps=10, n_evals=14,
+                    eval_batches=4)
 COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
 
 
@@ -80,7 +81,8 @@ class GridSpec:
         return eval_schedule(self.cpt_steps, self.n_evals, first=self.warmup_steps)
 
     def runs(self) -> list[tuple[str, str, str, float]]:
-        return [(run_id(s[0], d, r), s[0], d, r) for s in self.sizes for d in self.domains for r in self.ratios]
+        # domain by domain, so that an interrupted grid has whole domains
+        return [(run_id(s[0], d, r), s[0], d, r) for d in self.domains for s in self.sizes for r in self.ratios]
 
 
 def run_id(size: str, domain: str, r_d: float) -> str:
