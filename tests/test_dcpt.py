@@ -57,7 +57,8 @@ def test_log_sum_exp_form_equals_the_plain_formula_and_gradients_are_exact(law):
 
 def test_parameter_counts_match_the_forms():
     # L3 has 9 free parameters {E,A,B,C,alpha,beta,gamma,eta,eps}; L1 8; L2 9; L4 8; L5 6 (paper's forms)
-    assert {k: v.n_params for k, v in LAWS.items()} == {"L1": 8, "L2": 9, "L3": 9, "L4": 8, "L5": 6, "L6": 8, "L7": 9}
+    assert {k: v.n_params for k, v in LAWS.items()} == {"L1": 8, "L2": 9, "L3": 9, "L3u": 9, "L4": 8, "L5": 6, "L6": 8,
+                                                             "L7": 9}
     assert CROSS_LAWS["K3"].n_params == 9 + 2 + 2  # + F, mu, w1, w2
 
 

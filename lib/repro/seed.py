@@ -20,11 +20,14 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads from the machine (``$REPRO_THREADS``, else the usable cores)."""
+    """Set torch's intra-op threads from the machine: ``$REPRO_THREADS``, else ``$OMP_NUM_THREADS``, else
+    the usable cores. (On a busy machine a thread pool wider than the free cores can be orders of
+    magnitude slower for small models; the variables let tests and background jobs ask for one.)"""
     import torch
 
     if n is None:
-        n = int(os.environ.get("REPRO_THREADS", 0)) or len(os.sched_getaffinity(0))
+        n = (int(os.environ.get("REPRO_THREADS") or 0) or int(os.environ.get("OMP_NUM_THREADS") or 0)
+             or len(os.sched_getaffinity(0)))
     torch.set_num_threads(n)
     return n
 

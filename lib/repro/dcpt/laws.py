@@ -11,6 +11,7 @@ With ``r' = r + eps``:
 - L1 = E + A/N^a + B/D^b + C/r'^g
 - L2 = E + A/N^a + (B/D^b + C/r'^g)^eta
 - L3 = E + A/N^a + B r^eta/D^b + C/r'^g                      (the paper's choice, Eq. 6)
+- L3u = L3 without the constraint trick (eta > 0 and C free): a diagnostic of this workbook
 - L4 = E + A/N^a + B bb^r/D^b + C/cc^r
 - L5 = E + A/N^a + B/(r D + (1 - r) sigma)^b
 - L6 = E + A/N^a + B e^r/D^b + C/r'^g
@@ -201,6 +202,18 @@ def _l3_f(p, X):
             + p["C"] / (X["r"] + p["eps"]) ** p["gamma"])
 
 
+# -- L3u: L3 without the constraint trick (a diagnostic, not one of the paper's forms) ------------------
+def _l3u_terms(c, X):
+    eta = np.exp(c("leta"))
+    lr = _safe_log(X["r"])
+    t2 = np.where(X["r"] > 0, c("b") + eta * lr - c("beta") * X["lD"], -np.inf)
+    return _head(c, X) + [(t2, {"b": np.ones(1), "leta": eta * lr, "beta": -X["lD"]}), _r_term(c, X, "c")]
+
+
+def _l3u_nat(t, X):
+    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": np.exp(t["b"]), "eta": np.exp(t["leta"]), "C": np.exp(t["c"])}
+
+
 # -- L4 ----------------------------------------------------------------------------------------------
 def _l4_terms(c, X):
     return _head(c, X) + [
@@ -300,6 +313,9 @@ LAWS: dict[str, Law] = {
     "L2": _law("L2", ("e", "a", "alpha", "b", "beta", "c", "gamma", "eps", "leta"),
                "E + A/N^α + (B/D^β + C/(r+ε)^γ)^η", _l2_terms, _l2_nat, _l2_f),
     "L3": _law("L3", _L3_NAMES, "E + A/N^α + B·r^η/D^β + C/(r+ε)^γ", _l3_terms, _l3_nat, _l3_f, constrained=True),
+    "L3u": _law("L3u", ("e", "a", "alpha", "b", "beta", "c", "gamma", "leta", "eps"),
+                "E + A/N^α + B·r^η/D^β + C/(r+ε)^γ, η > 0 and C free (no constraint trick)",
+                _l3u_terms, _l3u_nat, _l3_f),
     "L4": _law("L4", ("e", "a", "alpha", "b", "lbb", "beta", "c", "lcc"), "E + A/N^α + B·b^r/D^β + C/c^r",
                _l4_terms, _l4_nat, _l4_f),
     "L5": _law("L5", ("e", "a", "alpha", "b", "beta", "lsigma"), "E + A/N^α + B/(r·D + (1−r)·σ)^β",

@@ -105,3 +105,18 @@ def optimal_ratio_fixed_domain_data(params: dict[str, float], N0: float, D_d0: f
                           bounds=(1e-6, 1.0), method="bounded", options={"xatol": 1e-10})
     limit = interior_minimum_condition(params)
     return {"r_d": float(res.x), "L_d": float(res.fun), "interior": bool(D_d0 < limit), "D_d0_limit": float(limit)}
+
+
+def law_curves(fit_general, fit_domain, N0: float, D0: float
+               ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """The fitted general and domain laws at (N0, D0) as functions of the domain ratio r_d (Eq. 10's L_g, L_d).
+
+    The general law is evaluated at r_g = 1 - r_d.
+    """
+    from .fit import Points
+
+    def at(fit_, r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r, float)
+        return fit_.predict(Points(np.full_like(r, N0), np.full_like(r, D0), r, np.ones_like(r)))
+
+    return (lambda rd: at(fit_general, 1 - np.asarray(rd, float))), (lambda rd: at(fit_domain, rd))
