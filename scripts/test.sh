@@ -20,7 +20,7 @@ if [ ${#nbs[@]} -eq 0 ]; then
   echo "no notebooks in notebooks/ yet: nothing for nbval to run"
 else
   set +e
-  REPRO_PROFILE=smoke REPRO_RESULTS_DIR="$PWD/$results" "$PY" -m pytest -q --nbval-lax --nbval-current-env \
+  OMP_NUM_THREADS=1 REPRO_PROFILE=smoke REPRO_RESULTS_DIR="$PWD/$results" "$PY" -m pytest -q --nbval-lax --nbval-current-env \
     -p no:cacheprovider "${nbs[@]}"
   rc=$?
   set -e
