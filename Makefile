@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(PY) -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q --no-deps torchrec==1.8.0 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	@rm -f $(VENV)/.installed-* && touch $@
 	@echo "set-up done: $(VENV)"
 
@@ -42,6 +43,7 @@ clean-venv:
 ## bench: every benchmark against its baseline (reports/bench/*.json); QUICK=1 for the short versions
 bench: setup
 	$(PY) -m repro bench gpt $(if $(QUICK),--quick,)
+	$(PY) -m repro bench picasso $(if $(QUICK),--quick,)
 
 ## data: build the corpora (full and smoke) and check them against data/manifest.json
 data: setup

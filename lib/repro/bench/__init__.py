@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import paths
 
-BENCHES = ("gpt",)
+BENCHES = ("gpt", "picasso")
 
 
 def machine() -> dict[str, Any]:

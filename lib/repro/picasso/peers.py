@@ -1,0 +1,144 @@
+"""Peers from TorchRec / FBGEMM, wrapped as embedding stages over the same tables and batches.
+
+* :class:`TorchRecEBCStage` - TorchRec's ``EmbeddingBagCollection`` (one table per field; unsharded it runs
+  one ``nn.EmbeddingBag`` per table, here with sparse gradients like the baseline) for the deep part and a
+  second one of 1-wide tables for the wide part; fed a ``KeyedJaggedTensor`` built from the batch.
+* :class:`FBGEMMTBEStage` - FBGEMM's fused table-batched embedding (``SplitTableBatchedEmbeddingBagsCodegen``,
+  host/CPU placement) with its optimizer (exact SGD) fused into backward, as TorchRec's sharded "fused"
+  kernel uses; deep and wide tables are two TBE modules (the wide one 4 wide, as TBE needs ``d % 4 == 0``;
+only its column 0 is used, the others stay zero).
+
+Both need ``torchrec`` / ``fbgemm_gpu`` (``fbgemm-gpu-cpu==1.8.0`` with torch 2.13); :func:`available`
+says whether they import. The core of the workbook never needs them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import Batch, Schema
+from .embedding import EmbeddingStage, Pooled, init_field_tables
+
+
+def available() -> dict[str, bool]:
+    out = {}
+    try:
+        import torchrec  # noqa: F401
+
+        out["torchrec"] = True
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        out["torchrec"] = False
+    try:
+        import fbgemm_gpu  # noqa: F401
+
+        out["fbgemm"] = True
+    except Exception:  # noqa: BLE001
+        out["fbgemm"] = False
+    return out
+
+
+class _TableOrderStage(EmbeddingStage):
+    """Output ``[B, sum d_f]`` in field order -> :class:`Pooled` groups (one column gather per group)."""
+
+    def _setup_columns(self, device) -> None:
+        starts = [0]
+        for d in self.schema.dims:
+            starts.append(starts[-1] + d)
+        self.col_idx = [torch.cat([torch.arange(starts[f], starts[f] + self.schema.dims[f]) for f in fs]).to(device)
+                        for fs in self.group_fields]
+
+    def _groups(self, values: torch.Tensor) -> list[torch.Tensor]:
+        B = values.shape[0]
+        return [values.index_select(1, c).view(B, len(fs), d)
+                for c, fs, d in zip(self.col_idx, self.group_fields, self.group_dims, strict=True)]
+
+
+class TorchRecEBCStage(_TableOrderStage):
+    kind = "torchrec_ebc"
+
+    def __init__(self, schema: Schema, seed: int = 0, device: str | torch.device = "cpu", tables=None) -> None:
+        super().__init__(schema)
+        from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+
+        deep, wide = tables or init_field_tables(schema, seed)
+        dev = torch.device(device)
+        self.keys = [f"f{f}" for f in range(schema.n_fields)]
+
+        def ebc(dims):
+            cfg = [EmbeddingBagConfig(name=f"t{f}", embedding_dim=d, num_embeddings=v, feature_names=[self.keys[f]])
+                   for f, (v, d) in enumerate(zip(schema.vocab, dims, strict=True))]
+            return EmbeddingBagCollection(tables=cfg, device=dev)
+
+        self.ebc, self.wide_ebc = ebc(schema.dims), ebc([1] * schema.n_fields)
+        with torch.no_grad():
+            for f in range(schema.n_fields):
+                for coll, w in ((self.ebc, deep[f]), (self.wide_ebc, wide[f])):
+                    m = coll.embedding_bags[f"t{f}"]
+                    m.weight.copy_(w)
+                    m.sparse = True  # sparse gradients, like the baseline (fair optimizer cost)
+        self._setup_columns(dev)
+
+    def forward(self, batch: Batch) -> Pooled:
+        from torchrec import KeyedJaggedTensor
+
+        kjt = KeyedJaggedTensor(keys=self.keys, values=batch.ids, lengths=batch.lengths.reshape(-1))
+        deep = self.ebc(kjt).values()
+        wide = self.wide_ebc(kjt).values().sum(1)
+        return Pooled(self._groups(deep), wide)
+
+    def _tables(self, coll):
+        return [coll.embedding_bags[f"t{f}"].weight for f in range(self.schema.n_fields)]
+
+    def field_tables(self):
+        return self._tables(self.ebc), self._tables(self.wide_ebc)
+
+    def field_grads(self):
+        def g(p):
+            return torch.zeros_like(p) if p.grad is None else p.grad.to_dense()
+
+        return [g(p) for p in self._tables(self.ebc)], [g(p) for p in self._tables(self.wide_ebc)]
+
+
+class FBGEMMTBEStage(_TableOrderStage):
+    kind = "fbgemm_tbe"
+    fused_optimizer = True
+
+    def __init__(self, schema: Schema, seed: int = 0, device: str | torch.device = "cpu", tables=None,
+                 lr: float = 0.05) -> None:
+        super().__init__(schema)
+        from fbgemm_gpu.split_embedding_configs import EmbOptimType
+        from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation
+        from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
+            ComputeDevice,
+            SplitTableBatchedEmbeddingBagsCodegen,
+        )
+
+        deep, wide = tables or init_field_tables(schema, seed)
+        dev = torch.device(device)
+        loc, cd = ((EmbeddingLocation.DEVICE, ComputeDevice.CUDA) if dev.type == "cuda"
+                   else (EmbeddingLocation.HOST, ComputeDevice.CPU))
+
+        def tbe(dims):
+            return SplitTableBatchedEmbeddingBagsCodegen(
+                [(v, d, loc, cd) for v, d in zip(schema.vocab, dims, strict=True)],
+                optimizer=EmbOptimType.EXACT_SGD, learning_rate=lr, device=dev)
+
+        self.tbe, self.wide_tbe = tbe(schema.dims), tbe([4] * schema.n_fields)  # TBE needs dim % 4 == 0: column 0 used
+        with torch.no_grad():
+            for mod, ws in ((self.tbe, deep), (self.wide_tbe, wide)):
+                for dst, w in zip(mod.split_embedding_weights(), ws, strict=True):
+                    dst.zero_()
+                    dst[:, : w.shape[1]].copy_(w)
+        self._setup_columns(dev)
+
+    def forward(self, batch: Batch) -> Pooled:
+        offsets = batch.offsets()
+        deep = self.tbe(batch.ids, offsets)
+        wide = self.wide_tbe(batch.ids, offsets).view(batch.batch_size, -1, 4)[:, :, 0].sum(1)
+        return Pooled(self._groups(deep), wide)
+
+    def field_tables(self):
+        return list(self.tbe.split_embedding_weights()), [w[:, :1] for w in self.wide_tbe.split_embedding_weights()]
+
+    def sparse_parameters(self):
+        return []
