@@ -271,8 +271,47 @@ def points(frame, which: str, min_step: int = 1):
                   run=f["run"].to_numpy(), domain=f["domain"].to_numpy())
 
 
+def usage1_ratios(r_star: float, step: float = 0.05, n: int = 2) -> tuple[float, ...]:
+    """The predicted ratio and ``n`` neighbours on each side, ``step`` apart, inside [0, 1] (rounded to 0.01)."""
+    rs = {round(min(1.0, max(0.0, r_star + k * step)), 2) for k in range(-n, n + 1)}
+    return tuple(sorted(rs))
+
+
+def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, vocab: int, *, T: float = 0.03,
+                  device: str = "cpu", fit_kw: dict[str, Any] | None = None, log: Callable[[str], None] = print
+                  ) -> Grid:
+    """Usage 1 checked by training: fit L3 (general and domain) on the grid, predict r_d* under the budget T at
+    the middle model size and the grid's run length, then train r_d* and its neighbours; the runs go to
+    ``<grid_path>-usage1-<domain>``."""
+    from . import usage
+    from .fit import fit
+    from .laws import LAWS
+
+    grid = Grid.load(grid_path)
+    spec = GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                       for k, v in grid.meta["spec"].items()})
+    f = grid.frame()
+    f = f[f["domain"] == domain]
+    sizes = sorted(spec.sizes, key=lambda s: f[f["size"] == s[0]]["N"].iloc[0])
+    mid = sizes[len(sizes) // 2]
+    fm = f[f["size"] == mid[0]]
+    N0, D0 = float(fm["N"].iloc[0]) / 1e6, float(fm["D"].max()) / 1e6
+    L_g0 = float(fm[fm["step"] == 0]["L_g"].mean())
+    kw = fit_kw or {"n_starts": 8, "grid_size": 20000}
+    fg, fd = fit(LAWS["L3"], points(f, "general"), **kw), fit(LAWS["L3"], points(f, "domain"), **kw)
+    pred = usage.optimal_ratio_under_budget(*usage.law_curves(fg, fd, N0, D0), L_g0, T)
+    ratios = usage1_ratios(pred["r_d"])
+    log(f"usage 1, {domain}: predicted r_d* = {pred['r_d']:.3f} at N0 = {N0:.2f}M, D0 = {D0:.2f}M; training {ratios}")
+    vspec = dataclasses.replace(spec, sizes=(mid,), domains=(domain,), ratios=ratios)
+    out = run_grid(vspec, f"{grid_path}-usage1-{domain}", load, vocab, device=device, log=log)
+    out.meta["prediction"] = {"r_d": pred["r_d"], "L_g": pred["L_g"], "L_d": pred["L_d"], "T": T, "L_g0": L_g0,
+                              "N0_M": N0, "D0_M": D0, "binds": pred["binds"], "fit": kw}
+    out.save()
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu]``."""
+    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu] [--usage1 DOMAIN]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m repro dcpt grid",
@@ -281,10 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--usage1", metavar="DOMAIN", help="instead: verify usage 1 on DOMAIN by training r_d* "
+                        "and its neighbours (needs that domain's grid)")
     a = parser.parse_args(argv)
     from ..data import load_tokens, vocab_size
 
     spec = GridSpec(**DEFAULT_SPEC, seed=a.seed)
+    if a.usage1:
+        usage1_verify(a.out, a.usage1, lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(),
+                      device=a.device)
+        return 0
     run_grid(spec, a.out, lambda corpus, split: load_tokens(corpus, split, profile=spec.token_profile),
              vocab_size(), device=a.device, only=a.only)
     return 0
