@@ -55,3 +55,10 @@ def test_spec_and_schedule_errors():
     with pytest.raises(ValueError, match="must divide d_model"):
         GridSpec(sizes=(("s", 1, 3, 16),))
     assert eval_schedule(100, 5, first=10)[:2] == [0, 10] and eval_schedule(100, 5, first=10)[-1] == 100
+
+
+def test_usage1_ratios_surround_the_prediction():
+    from repro.dcpt.grid import usage1_ratios
+
+    assert usage1_ratios(0.924) == (0.82, 0.87, 0.92, 0.97, 1.0)
+    assert usage1_ratios(0.02) == (0.0, 0.02, 0.07, 0.12)  # clipped to [0, 1], duplicates merged
