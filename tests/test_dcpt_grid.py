@@ -62,3 +62,23 @@ def test_usage1_ratios_surround_the_prediction():
 
     assert usage1_ratios(0.924) == (0.82, 0.87, 0.92, 0.97, 1.0)
     assert usage1_ratios(0.02) == (0.0, 0.02, 0.07, 0.12)  # clipped to [0, 1], duplicates merged
+
+
+def test_stored_grid_point_retrains_to_its_stored_losses():
+    """One point of the committed grid table (data/dcpt/grid), re-trained from scratch here, gives its losses back:
+    the base model is pre-trained again (unless build/ holds it) and the cheapest CPT run is repeated."""
+    from repro import paths
+    from repro.data import load_tokens, vocab_size
+
+    stored = Grid.load(paths.DATA / "dcpt" / "grid")
+    spec = GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                       for k, v in stored.meta["spec"].items()})
+    size = spec.sizes[0]
+    rid = f"{size[0]}/code/r0.10"
+    assert rid in stored.done()
+    rows = cpt_run(spec, size, "code", 0.10, lambda c, s: load_tokens(c, s, profile=spec.token_profile),
+                   vocab_size(), log=lambda s: None)
+    kept = sorted((r for r in stored.rows if r["run"] == rid), key=lambda r: r["step"])
+    assert [r["step"] for r in rows] == [r["step"] for r in kept]
+    for key in ("L_g", "L_d", "D", "N"):
+        np.testing.assert_allclose([r[key] for r in rows], [r[key] for r in kept], rtol=1e-5, err_msg=key)

@@ -38,6 +38,9 @@ PAPER_RATIOS = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
 DEFAULT_SPEC = dict(sizes=(("s", 2, 4, 64), ("m", 2, 4, 96), ("l", 2, 4, 128)), domains=("code", "math"),
                     context=128, batch_size=16, base_steps=400, cpt_steps=250, warmup_steps=10, n_evals=14,
                     eval_batches=4)
+# The cross-domain grid (data/dcpt/grid-cross.csv): the other four domains at the two smaller sizes, with
+# everything else as the main grid, so that the two tables together give all six domains at sizes s and m.
+CROSS_SPEC = dict(DEFAULT_SPEC, sizes=DEFAULT_SPEC["sizes"][:2], domains=("chemistry", "law", "medicine", "music"))
 COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
 
 
@@ -140,6 +143,19 @@ class Grid:
     def done(self) -> set[str]:
         return set(self.meta.get("runs", {}))
 
+    def merge_run(self, rid: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
+        """Add one finished run and save, merging with what other processes saved to the same table meanwhile
+        (under an exclusive lock, so that grids split over processes with ``--domains`` share one table)."""
+        import fcntl
+
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            disk = Grid.load(self.path)
+            done = set(disk.meta.get("runs", {})) - {rid}
+            self.rows = [r for r in disk.rows if r["run"] in done] + rows
+            self.meta["runs"] = {k: v for k, v in disk.meta.get("runs", {}).items() if k in done} | {rid: info}
+            self.save()
+
     def save(self) -> None:
         lines = [",".join(COLUMNS)]
         for r in self.rows:
@@ -227,8 +243,13 @@ def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: f
 
 
 def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: int, *, device: str = "cpu",
-             only: Sequence[str] | None = None, log: Callable[[str], None] = print) -> Grid:
-    """Run every (size, domain, ratio) not yet in the table at ``path``; save after each run."""
+             only: Sequence[str] | None = None, domains: Sequence[str] | None = None,
+             log: Callable[[str], None] = print) -> Grid:
+    """Run every (size, domain, ratio) not yet in the table at ``path`` (only the run ids ``only`` and the
+    ``domains`` given, if given); save after each run."""
+    unknown = sorted(set(domains or ()) - set(spec.domains))
+    if unknown:
+        raise ValueError(f"domains {unknown} are not in this grid's spec {list(spec.domains)}")
     grid = Grid.load(path)
     if grid.meta and grid.meta.get("spec") != spec.to_json():
         raise ValueError(f"{path} was made with another spec; use a new path or delete it.\n"
@@ -237,17 +258,16 @@ def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: 
     grid.meta.setdefault("runs", {})
     grid.meta["command"] = " ".join([Path(sys.executable).name, "-m", "repro", *sys.argv[1:]]) \
         if sys.argv and sys.argv[0].endswith("__main__.py") else grid.meta.get("command", "repro.dcpt.grid.run_grid")
-    todo = [r for r in spec.runs() if r[0] not in grid.done() and (not only or r[0] in only)]
+    todo = [r for r in spec.runs() if r[0] not in grid.done() and (not only or r[0] in only)
+            and (not domains or r[2] in domains)]
     sizes = {s[0]: s for s in spec.sizes}
     log(f"D-CPT grid: {len(spec.runs())} runs, {len(grid.done())} done, {len(todo)} to go -> {grid.path}")
     for i, (rid, size, domain, r_d) in enumerate(todo, 1):
         t0, c0 = time.perf_counter(), time.process_time()
         rows = cpt_run(spec, sizes[size], domain, r_d, load, vocab, device, log=log)
-        grid.rows = [r for r in grid.rows if r["run"] != rid] + rows
-        grid.meta["runs"][rid] = {"seconds": round(time.perf_counter() - t0, 1),
-                                  "cpu_seconds": round(time.process_time() - c0, 1), "git": _git_revision(),
-                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        grid.save()
+        grid.merge_run(rid, rows, {"seconds": round(time.perf_counter() - t0, 1),
+                                   "cpu_seconds": round(time.process_time() - c0, 1), "git": _git_revision(),
+                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         last = rows[-1]
         log(f"[{i}/{len(todo)}] {rid}: L_g {last['L_g']:.3f}, L_d {last['L_d']:.3f} "
             f"({grid.meta['runs'][rid]['seconds']:.0f} s)")
@@ -316,8 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m repro dcpt grid",
                                      description="Train (or resume) the D-CPT grid and write its table.")
-    parser.add_argument("--out", default=str(paths.DATA / "dcpt" / "grid"), help="table path, without suffix")
+    parser.add_argument("--out", help="table path, without suffix (default data/dcpt/grid)")
     parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
+    parser.add_argument("--cross", action="store_true", help="the cross-domain grid (the other four domains at "
+                        "sizes s and m) instead of the main grid; --out defaults to data/dcpt/grid-cross")
+    parser.add_argument("--domains", nargs="+", help="only these domains of the grid (several processes may "
+                        "share one table, each with its own domains)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--usage1", metavar="DOMAIN", help="instead: verify usage 1 on DOMAIN by training r_d* "
@@ -325,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser.parse_args(argv)
     from ..data import load_tokens, vocab_size
 
-    spec = GridSpec(**DEFAULT_SPEC, seed=a.seed)
+    spec = GridSpec(**(CROSS_SPEC if a.cross else DEFAULT_SPEC), seed=a.seed)
+    a.out = a.out or str(paths.DATA / "dcpt" / ("grid-cross" if a.cross else "grid"))
     if a.usage1:
         usage1_verify(a.out, a.usage1, lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(),
                       device=a.device)
         return 0
     run_grid(spec, a.out, lambda corpus, split: load_tokens(corpus, split, profile=spec.token_profile),
-             vocab_size(), device=a.device, only=a.only)
+             vocab_size(), device=a.device, only=a.only, domains=a.domains)
     return 0
