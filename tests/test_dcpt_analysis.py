@@ -1,6 +1,7 @@
 """Notebook 03's analysis on a grid frame made from a known law (no training)."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,3 +65,48 @@ def test_fit_compare_and_plot():
     plot_loss_vs_ratio(ax[0], f, fits["L3"], "domain", "s", [80, 640], held_out=[0.5])
     plot_loss_vs_D(ax[1], f, fits["L3"], "domain", "s", "code")
     plt.close(fig)
+
+
+def test_probe_features_read_the_early_evaluations():
+    from repro.dcpt.analysis import probe_features
+
+    steps = (0, 10, 15, 20, 25, 38, 46, 250)
+    L = {"code": (5.0, 4.0, 3.6, 3.3, 3.1, 2.9, 2.8, 2.0), "law": (6.0, 5.5, 5.3, 5.1, 5.0, 4.9, 4.85, 4.0)}
+    rows = [dict(run=f"s/{d}/r1.00", size="s", N=1e5, n_total=2e5, domain=d, r_d=1.0, step=st, D=st * 2048,
+                 L_g=6.0, L_d=v) for d, vals in L.items() for st, v in zip(steps, vals, strict=True)]
+    rows += [dict(rows[0], run="m/code/r1.00", size="m", L_d=1.0)]  # another size: not the probe
+    pr = probe_features(pd.DataFrame(rows), "s", 1.0, steps=(10, 20, 40))
+    assert pr.loc["code", "steps"] == (10, 20, 38)  # 40 read at the nearest evaluation
+    assert pr.loc["code", "k1"] == 4.0 and pr.loc["code", "k2"] == pytest.approx(5.0 - 3.3)
+    assert pr.loc["law", "k3"] == pytest.approx(6.0 - 2 * 5.1 + 4.9)
+    assert pr.loc["law", "probe_fraction"] == pytest.approx(38 / 250)
+    with pytest.raises(ValueError, match="no run of size"):
+        probe_features(pd.DataFrame(rows), "l")
+
+
+def test_cross_domain_law_predicts_a_held_out_domain_of_a_known_law():
+    """Frames from the K3 cross-domain law over six domains: fitted on four, it predicts the other two."""
+    from repro.dcpt.laws import CROSS_LAWS
+    from repro.dcpt.analysis import cross_points
+    from repro.dcpt.fit import cross_validate, domain_splits
+
+    rng = np.random.default_rng(0)
+    probes = pd.DataFrame({"k1": rng.uniform(2, 6, 6), "k2": rng.uniform(0.5, 3, 6), "k3": rng.uniform(0.1, 1, 6)},
+                          index=[f"d{i}" for i in range(6)])
+    p = dict(P, F=0.6, mu=0.8, w1=2.0, w2=0.5)
+    frames = []
+    for dom in probes.index:
+        f = law_frame(P).assign(domain=dom)
+        f["run"] = f["run"].str.replace("code", dom)
+        k1, k2 = np.full(len(f), probes.loc[dom, "k1"]), np.full(len(f), probes.loc[dom, "k2"])
+        L = CROSS_LAWS["K3"].predict(p, f["N"] / 1e6, np.maximum(f["D"], 1) / 1e6, f["r_d"], k1=k1, k2=k2)
+        f["L_d"] = np.asarray(L) * np.exp(rng.normal(0, 0.002, len(f)))
+        frames.append(f)
+    pts = cross_points(pd.concat(frames), "domain", probes)
+    assert pts.k1 is not None and len(np.unique(pts.k1)) == 6
+    splits = domain_splits(pts)
+    assert len(splits) == 15
+    rows = cross_validate(CROSS_LAWS["K3"], pts, splits[:2], n_starts=4, grid_size=3000)
+    assert min(r["r2_test"] for r in rows) > 0.95
+    with pytest.raises(ValueError, match="no probe features"):
+        cross_points(pd.concat(frames), "domain", probes.iloc[:3])

@@ -56,7 +56,7 @@ LINK = {"link_bytes_per_s": 1e9, "latency_s": 50e-6}
 CACHE_FRAC = 0.10
 
 
-def _variants(schema, tables, device, gen, peers: dict[str, bool]) -> dict[str, tuple[Any, int, bool]]:
+def _variants(schema, tables, device, gen, peers: dict[str, bool], batch: int = BATCH) -> dict[str, tuple[Any, int, bool]]:
     """name -> (stage, micro_batches, interleave)."""
     v: dict[str, tuple[Any, int, bool]] = {
         "baseline": (PerFieldEmbedding(schema, tables=tables, device=device), 1, False),
@@ -67,7 +67,7 @@ def _variants(schema, tables, device, gen, peers: dict[str, bool]) -> dict[str, 
     slow = CachedEmbedding(schema, tables=tables, device=device, capacity=0.0, **LINK)
     slow.admit(torch.zeros(slow.total_rows))
     cached = CachedEmbedding(schema, tables=tables, device=device, capacity=CACHE_FRAC, **LINK)
-    cached.warm_up(gen, 4, BATCH, start=10_000)
+    cached.warm_up(gen, 4, batch, start=10_000)
     v["packed+interleaved+slowtier"] = (slow, MICRO, True)
     v["packed+interleaved+cached"] = (cached, MICRO, True)
     if peers.get("torchrec"):
@@ -104,44 +104,11 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     rows: list[dict[str, Any]] = []
     stages: dict[str, Any] = {}
     for F in field_counts:
-        schema = make_schema(F, seed=0, vocab_range=VOCAB, alpha=ALPHA)
-        G = len(schema.groups())
-        gen = ClickLogGenerator(schema, seed=0, device=device)
-        batches = gen.batches(2 if quick else 3, BATCH)
-        tables = init_field_tables(schema, seed=0)
-        variants = _variants(schema, tables, device, gen, peers)
-        models = {}
-        for name, (stage, mb, il) in variants.items():
-            m = WideAndDeep(schema, stage, seed=0).to(device)
-            models[name] = (m, make_optimizers(m), mb, il)
-        b0 = batches[0]
-        # counted without the worker thread (same operators; the profiler misses the worker's top level)
-        ops = {name: count_ops(lambda m=m, o=o, mb=mb, b0=b0: train_step(m, o, b0, micro_batches=mb))
-               for name, (m, o, mb, il) in models.items()}
-        for m, *_rest in models.values():
-            if isinstance(m.emb, CachedEmbedding):
-                m.emb.reset_stats()
-        times = _time_rounds(models, batches, rounds)
-        base_t = statistics.median(times["baseline"])
-        ebc_t = statistics.median(times["torchrec_ebc"]) if "torchrec_ebc" in times else None
-        for name, ts in times.items():
-            med = statistics.median(ts)
-            row = {"fields": F, "groups": G, "variant": name, "samples_per_s": BATCH / med,
-                   "step_ms": 1e3 * med, "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts),
-                   "speedup_vs_baseline": base_t / med,
-                   "speedup_vs_ebc": (ebc_t / med) if ebc_t else None, **ops[name]}
-            emb = models[name][0].emb
-            if isinstance(emb, CachedEmbedding):
-                st = emb.stats()
-                row.update(hit_rate=st["hit_rate"], slow_MB_per_step=st["bytes_read"] / 1e6 / (rounds + 1))
-            rows.append(row)
-        if F == field_counts[-1]:
-            for name in ("baseline", "packed", "packed+interleaved"):
-                m, o, mb, il = models[name]
-                stages[f"{name}@{F}"] = stage_breakdown(m, o, batches, micro_batches=mb, interleave=il)
-        del models, variants, tables
-        gc.collect()
-    sweep = _cache_sweep(quick, device)
+        out = measure_fields(F, rounds=rounds, n_batches=2 if quick else 3, device=device, peers=peers,
+                             breakdown=F == field_counts[-1])
+        rows += out["rows"]
+        stages.update(out["stage_breakdown_s"])
+    sweep = cache_sweep(26 if quick else 100, rounds=2 if quick else 4, device=device)
     summary = _summary(rows, field_counts)
     return {"rows": rows, "baseline": "baseline (per-field nn.EmbeddingBag loop, deep + wide)",
             "summary": summary, "stage_breakdown_s": stages, "cache_sweep": sweep,
@@ -151,31 +118,80 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
                        "load_avg_end": os.getloadavg()[0]}}
 
 
-def _cache_sweep(quick: bool, device: str) -> list[dict[str, Any]]:
+def measure_fields(F: int, *, rounds: int, n_batches: int = 3, device: str = "cpu", peers: dict[str, bool] | None = None,
+                   breakdown: bool = False, batch: int = BATCH) -> dict[str, Any]:
+    """Every variant at ``F`` fields: operator counts and median step time over ``rounds`` alternating rounds.
+
+    Returns ``rows`` (one per variant), ``round_s`` (each variant's step time per round, for paired ratios)
+    and, with ``breakdown``, the stage times of baseline, packed and packed+interleaved.
+    """
+    peers = available() if peers is None else peers
+    schema = make_schema(F, seed=0, vocab_range=VOCAB, alpha=ALPHA)
+    G = len(schema.groups())
+    gen = ClickLogGenerator(schema, seed=0, device=device)
+    batches = gen.batches(n_batches, batch)
+    tables = init_field_tables(schema, seed=0)
+    variants = _variants(schema, tables, device, gen, peers, batch)
+    models = {}
+    for name, (stage, mb, il) in variants.items():
+        m = WideAndDeep(schema, stage, seed=0).to(device)
+        models[name] = (m, make_optimizers(m), mb, il)
+    b0 = batches[0]
+    # counted without the worker thread (same operators; the profiler misses the worker's top level)
+    ops = {name: count_ops(lambda m=m, o=o, mb=mb, b0=b0: train_step(m, o, b0, micro_batches=mb))
+           for name, (m, o, mb, il) in models.items()}
+    for m, *_rest in models.values():
+        if isinstance(m.emb, CachedEmbedding):
+            m.emb.reset_stats()
+    times = _time_rounds(models, batches, rounds)
+    base_t = statistics.median(times["baseline"])
+    ebc_t = statistics.median(times["torchrec_ebc"]) if "torchrec_ebc" in times else None
+    rows = []
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        row = {"fields": F, "groups": G, "variant": name, "samples_per_s": batch / med,
+               "step_ms": 1e3 * med, "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts),
+               "speedup_vs_baseline": base_t / med,
+               "speedup_vs_ebc": (ebc_t / med) if ebc_t else None, **ops[name]}
+        emb = models[name][0].emb
+        if isinstance(emb, CachedEmbedding):
+            st = emb.stats()
+            row.update(hit_rate=st["hit_rate"], slow_MB_per_step=st["bytes_read"] / 1e6 / (rounds + 1))
+        rows.append(row)
+    stages = {}
+    if breakdown:
+        for name in ("baseline", "packed", "packed+interleaved"):
+            m, o, mb, il = models[name]
+            stages[f"{name}@{F}"] = stage_breakdown(m, o, batches, micro_batches=mb, interleave=il)
+    del models, variants, tables
+    gc.collect()
+    return {"rows": rows, "round_s": times, "stage_breakdown_s": stages}
+
+
+def cache_sweep(F: int, *, rounds: int, alphas: tuple[float, ...] = (0.6, 1.05, 1.3), device: str = "cpu",
+                batch: int = BATCH) -> list[dict[str, Any]]:
     """Hit rate and speed of the cached stage against the slow tier alone as Zipf alpha varies."""
-    F = 26 if quick else 100
-    alphas = (0.6, 1.05, 1.3)
     out = []
     for a in alphas:
         schema = make_schema(F, seed=1, vocab_range=VOCAB, alpha=a)
         gen = ClickLogGenerator(schema, seed=1, device=device)
-        batches = gen.batches(2, BATCH)
+        batches = gen.batches(2, batch)
         tables = init_field_tables(schema, seed=0)
         models = {}
         for cap in (0.0, CACHE_FRAC):
             st = CachedEmbedding(schema, tables=tables, device=device, capacity=cap, **LINK)
-            st.warm_up(gen, 4, BATCH, start=10_000)
+            st.warm_up(gen, 4, batch, start=10_000)
             m = WideAndDeep(schema, st, seed=0).to(device)
             models[cap] = (m, make_optimizers(m), MICRO, True)
         for m, *_ in models.values():
             m.emb.reset_stats()
-        times = _time_rounds(models, batches, 2 if quick else 4)
+        times = _time_rounds(models, batches, rounds)
         t0 = statistics.median(times[0.0])
         for cap, (m, *_r) in models.items():
             st = m.emb.stats()
             out.append({"alpha": a, "fields": F, "cache_fraction": cap, "hit_rate": st["hit_rate"],
                         "slow_MB_read": st["bytes_read"] / 1e6, "simulated_link_s": st["simulated_link_s"],
-                        "samples_per_s": BATCH / statistics.median(times[cap]),
+                        "samples_per_s": batch / statistics.median(times[cap]),
                         "speedup_vs_slowtier": t0 / statistics.median(times[cap])})
     return out
 

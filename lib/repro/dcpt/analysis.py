@@ -104,6 +104,48 @@ def inflection_ratio(frame, which: str = "domain") -> float:
     return worst
 
 
+# -- the cross-domain law: probe features and its points --------------------------------------------
+PROBE_STEPS = (10, 20, 40)  # k1 at the first, k2 over the second, k3 over the third (nearest evaluation)
+
+
+def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PROBE_STEPS):
+    """Each domain's probe features from the early evaluations of one run per domain (App. H).
+
+    The probe is the run of model ``size`` at domain share ``r_d``, read only up to ``steps[2]``:
+    k1 = L_d at ``steps[0]`` (the paper: after 1k of 200k steps), k2 = L_d(0) - L_d(``steps[1]``) (the paper:
+    the drop over the first 5k) and k3 = L_d(0) - 2 L_d(``steps[1]``) + L_d(``steps[2]``) (the paper's 10k; the
+    card notes the printed simplification is a slip). Each step is taken at the nearest evaluation; the
+    steps actually used and the probe's share of one run's steps are returned with the features.
+    """
+    import pandas as pd
+
+    rows = []
+    for dom, f in frame[(frame["size"] == size) & np.isclose(frame["r_d"], r_d)].groupby("domain"):
+        f = f.sort_values("step")
+        if not (f["step"] == 0).any():
+            raise ValueError(f"probe run {size}/{dom}/r{r_d:.2f} has no step-0 evaluation")
+        at = [int(f["step"].iloc[np.abs(f["step"].to_numpy() - s).argmin()]) for s in steps]
+        L = dict(zip(f["step"].astype(int), f["L_d"], strict=True))
+        L0 = L[0]
+        rows.append({"domain": dom, "k1": L[at[0]], "k2": L0 - L[at[1]], "k3": L0 - 2 * L[at[1]] + L[at[2]],
+                     "steps": tuple(at), "probe_fraction": at[2] / float(f["step"].max())})
+    if not rows:
+        raise ValueError(f"no run of size {size!r} at r_d = {r_d} in the frame")
+    return pd.DataFrame(rows).set_index("domain")
+
+
+def cross_points(frame, which: str, probes, min_step: int = 1) -> Points:
+    """The fitting points of :func:`repro.dcpt.grid.points` with each row's domain probe features k1, k2, k3."""
+    missing = sorted(set(frame["domain"]) - set(probes.index))
+    if missing:
+        raise ValueError(f"no probe features for domains {missing}")
+    pts = grid_points(frame, which, min_step)
+    k = {c: probes.loc[pts.domain, c].to_numpy(float) for c in ("k1", "k2", "k3")}
+    if np.any(k["k3"] <= 0):  # a concave early curve: K4 (w3/k3) is undefined, the other forms do not use k3
+        k["k3"] = None
+    return Points(pts.N, pts.D, pts.r, pts.L, run=pts.run, domain=pts.domain, **k)
+
+
 # -- plots -----------------------------------------------------------------------------------------
 def plot_loss_vs_ratio(ax, frame, fit_: Fit, which: str, size: str, steps: Sequence[int],
                        held_out: Sequence[float] = (), title: str | None = None) -> None:

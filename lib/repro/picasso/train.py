@@ -102,6 +102,7 @@ def count_ops(fn) -> dict[str, int]:
     backward, FBGEMM's included) and ``emb_lookups`` (top-level forward lookup calls)."""
     from torch.profiler import ProfilerActivity, profile
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler's start/stop lines on stderr, per call
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     names = [e.name for e in prof.events()]
