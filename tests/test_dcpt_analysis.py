@@ -86,9 +86,9 @@ def test_probe_features_read_the_early_evaluations():
 
 def test_cross_domain_law_predicts_a_held_out_domain_of_a_known_law():
     """Frames from the K3 cross-domain law over six domains: fitted on four, it predicts the other two."""
-    from repro.dcpt.laws import CROSS_LAWS
     from repro.dcpt.analysis import cross_points
     from repro.dcpt.fit import cross_validate, domain_splits
+    from repro.dcpt.laws import CROSS_LAWS
 
     rng = np.random.default_rng(0)
     probes = pd.DataFrame({"k1": rng.uniform(2, 6, 6), "k2": rng.uniform(0.5, 3, 6), "k3": rng.uniform(0.1, 1, 6)},

@@ -41,6 +41,11 @@ DEFAULT_SPEC = dict(sizes=(("s", 2, 4, 64), ("m", 2, 4, 96), ("l", 2, 4, 128)), 
 # The cross-domain grid (data/dcpt/grid-cross.csv): the other four domains at the two smaller sizes, with
 # everything else as the main grid, so that the two tables together give all six domains at sizes s and m.
 CROSS_SPEC = dict(DEFAULT_SPEC, sizes=DEFAULT_SPEC["sizes"][:2], domains=("chemistry", "law", "medicine", "music"))
+# The full grid (GPU): all six domains at three larger sizes (about 0.8M, 4.7M and 14M non-embedding
+# parameters), longer runs and contexts; about 160 runs, so the cross-domain law needs no second table.
+FULL_SPEC = dict(sizes=(("s", 4, 4, 128), ("m", 6, 8, 256), ("l", 8, 8, 384)),
+                 domains=("chemistry", "code", "law", "math", "medicine", "music"), context=256, batch_size=64,
+                 base_steps=3000, cpt_steps=2000, warmup_steps=50, n_evals=24, eval_batches=16)
 COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
 
 
@@ -340,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
     parser.add_argument("--cross", action="store_true", help="the cross-domain grid (the other four domains at "
                         "sizes s and m) instead of the main grid; --out defaults to data/dcpt/grid-cross")
+    parser.add_argument("--full", action="store_true", help="the full grid (all six domains, larger models; "
+                        "meant for a GPU: --device cuda); --out defaults to data/dcpt/grid-full")
     parser.add_argument("--domains", nargs="+", help="only these domains of the grid (several processes may "
                         "share one table, each with its own domains)")
     parser.add_argument("--device", default="cpu")
@@ -349,8 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser.parse_args(argv)
     from ..data import load_tokens, vocab_size
 
-    spec = GridSpec(**(CROSS_SPEC if a.cross else DEFAULT_SPEC), seed=a.seed)
-    a.out = a.out or str(paths.DATA / "dcpt" / ("grid-cross" if a.cross else "grid"))
+    if a.cross and a.full:
+        parser.error("--cross and --full exclude each other (the full grid holds every domain)")
+    spec = GridSpec(**(CROSS_SPEC if a.cross else FULL_SPEC if a.full else DEFAULT_SPEC), seed=a.seed)
+    a.out = a.out or str(paths.DATA / "dcpt" / ("grid-cross" if a.cross else "grid-full" if a.full else "grid"))
     if a.usage1:
         usage1_verify(a.out, a.usage1, lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(),
                       device=a.device)
