@@ -110,3 +110,25 @@ def test_cross_domain_law_predicts_a_held_out_domain_of_a_known_law():
     assert min(r["r2_test"] for r in rows) > 0.95
     with pytest.raises(ValueError, match="no probe features"):
         cross_points(pd.concat(frames), "domain", probes.iloc[:3])
+
+
+def test_usage1_bootstrap_brackets_the_point_estimate():
+    from repro.dcpt import usage
+    from repro.dcpt.analysis import bootstrap_usage1
+
+    f = law_frame(P, steps=(0, 40, 80, 160, 320, 640))
+    rng = np.random.default_rng(1)
+    f["L_d"] *= np.exp(rng.normal(0, 0.003, len(f)))
+    # a general law rising with the domain share: L_g = 3 + 0.5 r_d^2 (over D too, so the law can fit it)
+    f["L_g"] = (3 + 0.5 * f["r_d"] ** 2 + 0.2 / (1 + f["D"] / 1e5)) * np.exp(rng.normal(0, 0.003, len(f)))
+    pg, pd_ = points(f, "general"), points(f, "domain")
+    from repro.dcpt import fit
+
+    fg, fd = fit(LAWS["L3"], pg, n_starts=4, grid_size=3000), fit(LAWS["L3"], pd_, n_starts=4, grid_size=3000)
+    N0, D0, L_g0 = 0.8, float(f["D"].max()) / 1e6, 3.0
+    point = usage.optimal_ratio_under_budget(*usage.law_curves(fg, fd, N0, D0), L_g0, 0.03)
+    boot = bootstrap_usage1(pg, pd_, fg, fd, N0, D0, L_g0, 0.03, n_boot=8, seed=0)
+    assert len(boot["r_d"]) >= 6 and set(boot) == {"r_d", "L_g", "L_d"}
+    assert np.quantile(boot["r_d"], 0.0) - 0.05 <= point["r_d"] <= np.quantile(boot["r_d"], 1.0) + 0.05
+    with pytest.raises(ValueError, match="same runs"):
+        bootstrap_usage1(pg, pd_.subset(pd_.run != pd_.run[0]), fg, fd, N0, D0, L_g0, 0.03, n_boot=1)

@@ -104,6 +104,37 @@ def inflection_ratio(frame, which: str = "domain") -> float:
     return worst
 
 
+def bootstrap_usage1(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, N0: float, D0: float, L_g0: float,
+                     T: float, *, n_boot: int = 40, seed: int = 0, n_starts: int = 2, grid_size: int = 500,
+                     progress: Callable | None = None) -> dict[str, np.ndarray]:
+    """Usage 1's r_d* (and its predicted losses) over a paired bootstrap: each draw takes runs with replacement,
+    the same runs for the general and the domain law, refits both (from their full-data optima and a few grid
+    starts) and solves Eq. (10) again. Draws where a refit fails are dropped from both."""
+    from . import usage
+
+    runs = np.unique(domain.run)
+    if not np.array_equal(runs, np.unique(general.run)):
+        raise ValueError("the general and domain points must come from the same runs")
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"r_d": [], "L_g": [], "L_d": []}
+    for b in (progress or (lambda x: x))(range(n_boot)):
+        pick = rng.choice(runs, size=len(runs), replace=True)
+        fits = []
+        for pts, base in ((general, fit_g), (domain, fit_d)):
+            idx = np.concatenate([np.flatnonzero(pts.run == r) for r in pick])
+            try:
+                fits.append(fit(base.law, pts.subset(idx), n_starts=n_starts, grid_size=grid_size, seed=seed + b,
+                                d_min=base.d_min, extra_starts=[base.theta]))
+            except ValueError:
+                break
+        if len(fits) < 2:
+            continue
+        pred = usage.optimal_ratio_under_budget(*usage.law_curves(fits[0], fits[1], N0, D0), L_g0, T)
+        for k in out:
+            out[k].append(float(pred[k]))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
 # -- the cross-domain law: probe features and its points --------------------------------------------
 PROBE_STEPS = (10, 20, 40)  # k1 at the first, k2 over the second, k3 over the third (nearest evaluation)
 
