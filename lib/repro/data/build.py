@@ -193,6 +193,20 @@ def _checked(f: Path, profile: str, corpus: str, split: str, kind: str, root: Pa
     return f
 
 
+def _split_file(corpus: str, split: str, profile: str, suffix: str, root: Path, manifest_path: Path,
+                build_missing: bool) -> tuple[Path, str]:
+    """The file of one corpus split (built first when missing and ``build_missing``), and the resolved profile."""
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    profile = _profile(profile)
+    f = corpus_dir(profile, corpus, root) / f"{split}.{suffix}"
+    if not f.exists() and build_missing:
+        build_profile(profile, root=root, manifest_path=manifest_path)
+    return f, profile
+
+
 def load_tokens(corpus: str, split: str, profile: str = "full", root: Path = BUILD, *,
                 manifest_path: Path = MANIFEST, build_missing: bool = True) -> np.ndarray:
     """Token ids (``uint16``) of one corpus split, checked against the manifest's sha256.
@@ -200,28 +214,14 @@ def load_tokens(corpus: str, split: str, profile: str = "full", root: Path = BUI
     ``profile``: ``smoke`` reads the smoke slice, ``default``/``full`` the full build. With
     ``build_missing`` (the default) a profile whose files are missing is built first.
     """
-    if corpus not in CORPORA:
-        raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    profile = _profile(profile)
-    f = corpus_dir(profile, corpus, root) / f"{split}.npy"
-    if not f.exists() and build_missing:
-        build_profile(profile, root=root, manifest_path=manifest_path)
+    f, profile = _split_file(corpus, split, profile, "npy", root, manifest_path, build_missing)
     return np.load(_checked(f, profile, corpus, split, "tokens", root, manifest_path), mmap_mode="r")
 
 
 def load_text(corpus: str, split: str, profile: str = "full", root: Path = BUILD, *,
               manifest_path: Path = MANIFEST, build_missing: bool = True) -> list[str]:
     """The documents of one corpus split (checked against the manifest like :func:`load_tokens`)."""
-    if corpus not in CORPORA:
-        raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    profile = _profile(profile)
-    f = corpus_dir(profile, corpus, root) / f"{split}.txt"
-    if not f.exists() and build_missing:
-        build_profile(profile, root=root, manifest_path=manifest_path)
+    f, profile = _split_file(corpus, split, profile, "txt", root, manifest_path, build_missing)
     text = _checked(f, profile, corpus, split, "text", root, manifest_path).read_text("utf-8")
     return text.split(SEP) if text else []
 
