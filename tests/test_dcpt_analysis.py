@@ -61,6 +61,12 @@ def test_fit_compare_and_plot():
     assert table.loc["L3", "R2"] > 0.99 and table.loc["L3", "R2"] >= table.loc["L5", "R2"]
     cv = heldout_table(pts, ratio_splits(pts)[:2], ["L3"], n_starts=2, grid_size=300)
     assert len(cv) == 2 and set(cv.columns) >= {"r2_test", "huber_test"}
+    # in two worker processes, and warm-started from the full-data fits: same splits, same order, no worse
+    par = heldout_table(pts, ratio_splits(pts)[:2] + ratio_splits(pts)[:2], ["L3", "L5"], warm=fits, jobs=2,
+                        n_starts=2, grid_size=300)
+    assert list(par["law"]) == ["L3"] * 4 + ["L5"] * 4
+    pd.testing.assert_frame_equal(par.iloc[:2].reset_index(drop=True), par.iloc[2:4].reset_index(drop=True))
+    assert (par["huber_train"].iloc[:2].to_numpy() <= cv["huber_train"].to_numpy() * (1 + 1e-6)).all()
     fig, ax = plt.subplots(1, 2)
     plot_loss_vs_ratio(ax[0], f, fits["L3"], "domain", "s", [80, 640], held_out=[0.5])
     plot_loss_vs_D(ax[1], f, fits["L3"], "domain", "s", "code")
@@ -112,9 +118,9 @@ def test_cross_domain_law_predicts_a_held_out_domain_of_a_known_law():
         cross_points(pd.concat(frames), "domain", probes.iloc[:3])
 
 
-def test_usage1_bootstrap_brackets_the_point_estimate():
-    from repro.dcpt import usage
-    from repro.dcpt.analysis import bootstrap_usage1
+def test_paired_bootstrap_brackets_usage1_and_runs_in_workers():
+    from repro.dcpt import fit, usage
+    from repro.dcpt.analysis import paired_bootstrap, usage1_derived
 
     f = law_frame(P, steps=(0, 40, 80, 160, 320, 640))
     rng = np.random.default_rng(1)
@@ -122,13 +128,15 @@ def test_usage1_bootstrap_brackets_the_point_estimate():
     # a general law rising with the domain share: L_g = 3 + 0.5 r_d^2 (over D too, so the law can fit it)
     f["L_g"] = (3 + 0.5 * f["r_d"] ** 2 + 0.2 / (1 + f["D"] / 1e5)) * np.exp(rng.normal(0, 0.003, len(f)))
     pg, pd_ = points(f, "general"), points(f, "domain")
-    from repro.dcpt import fit
-
     fg, fd = fit(LAWS["L3"], pg, n_starts=4, grid_size=3000), fit(LAWS["L3"], pd_, n_starts=4, grid_size=3000)
     N0, D0, L_g0 = 0.8, float(f["D"].max()) / 1e6, 3.0
     point = usage.optimal_ratio_under_budget(*usage.law_curves(fg, fd, N0, D0), L_g0, 0.03)
-    boot = bootstrap_usage1(pg, pd_, fg, fd, N0, D0, L_g0, 0.03, n_boot=8, seed=0)
-    assert len(boot["r_d"]) >= 6 and set(boot) == {"r_d", "L_g", "L_d"}
-    assert np.quantile(boot["r_d"], 0.0) - 0.05 <= point["r_d"] <= np.quantile(boot["r_d"], 1.0) + 0.05
+    der = usage1_derived(N0, D0, L_g0, 0.03)
+    boot = paired_bootstrap(pg, pd_, fg, fd, n_boot=6, seed=0, derived=der)
+    assert len(boot["derived"]["r_d"]) >= 5 and set(boot["domain"]) >= {"E", "eta", "gamma"}
+    r = boot["derived"]["r_d"]
+    assert r.min() - 0.05 <= point["r_d"] <= r.max() + 0.05
+    par = paired_bootstrap(pg, pd_, fg, fd, n_boot=6, seed=0, derived=der, jobs=2)
+    np.testing.assert_allclose(par["derived"]["r_d"], r)  # the same draws in two worker processes
     with pytest.raises(ValueError, match="same runs"):
-        bootstrap_usage1(pg, pd_.subset(pd_.run != pd_.run[0]), fg, fd, N0, D0, L_g0, 0.03, n_boot=1)
+        paired_bootstrap(pg, pd_.subset(pd_.run != pd_.run[0]), fg, fd, n_boot=1)

@@ -4,18 +4,21 @@ and draw the paper's figures. Everything here works on :class:`repro.dcpt.grid.G
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .fit import Fit, Points, cross_validate, fit
+from .fit import Fit, Points, fit
 from .grid import points as grid_points
 from .laws import LAWS
 
 
-def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), **fit_kw: Any) -> dict[str, Fit]:
-    """Fit each named form to the same points."""
-    return {name: fit(LAWS[name], pts, **fit_kw) for name in forms}
+def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), jobs: int = 1, **fit_kw: Any) -> dict[str, Fit]:
+    """Fit each named form to the same points (in ``jobs`` worker processes)."""
+    from .fit import _fit_named, parallel_map
+
+    return dict(zip(forms, parallel_map(_fit_named, [(name, pts, fit_kw) for name in forms], jobs), strict=True))
 
 
 def forms_table(fits: dict[str, Fit], pts: Points):
@@ -31,15 +34,25 @@ def forms_table(fits: dict[str, Fit], pts: Points):
     return pd.DataFrame(rows).set_index("form")
 
 
-def heldout_table(pts: Points, splits: list, forms: Sequence[str], progress: Callable | None = None, **fit_kw: Any):
-    """Every form cross-validated on the same splits: one row per (form, split)."""
+def heldout_table(pts: Points, splits: list, forms: Sequence[str], *, warm: dict[str, Fit] | None = None,
+                  jobs: int = 1, **fit_kw: Any):
+    """Every form cross-validated on the same splits: one row per (form, split).
+
+    ``warm``: full-data fits by form; each split's fit then also starts from that optimum (besides its
+    grid starts), which is faster and never ends at a worse optimum than the grid starts alone. ``jobs``:
+    worker processes for all (form, split) fits together.
+    """
     import pandas as pd
 
-    rows = []
-    it = forms if progress is None else progress(list(forms))
-    for name in it:
-        rows += cross_validate(LAWS[name], pts, splits, **fit_kw)
-    return pd.DataFrame(rows)
+    from .fit import _cv_one, parallel_map
+
+    tasks = []
+    for name in forms:
+        kw = dict(fit_kw)
+        if warm is not None:
+            kw["extra_starts"] = [warm[name].theta]
+        tasks += [(LAWS[name].name, pts, s, kw) for s in splits]
+    return pd.DataFrame(parallel_map(_cv_one, tasks, jobs))
 
 
 def trend_check(frame, which: str = "domain") -> dict[str, Any]:
@@ -104,35 +117,63 @@ def inflection_ratio(frame, which: str = "domain") -> float:
     return worst
 
 
-def bootstrap_usage1(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, N0: float, D0: float, L_g0: float,
-                     T: float, *, n_boot: int = 40, seed: int = 0, n_starts: int = 2, grid_size: int = 500,
-                     progress: Callable | None = None) -> dict[str, np.ndarray]:
-    """Usage 1's r_d* (and its predicted losses) over a paired bootstrap: each draw takes runs with replacement,
-    the same runs for the general and the domain law, refits both (from their full-data optima and a few grid
-    starts) and solves Eq. (10) again. Draws where a refit fails are dropped from both."""
-    from . import usage
+def _paired_draw(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, pick: np.ndarray, seed: int,
+                 n_starts: int, grid_size: int, derived: Callable | None) -> dict[str, Any] | None:
+    fits = []
+    for pts, base in ((general, fit_g), (domain, fit_d)):
+        idx = np.concatenate([np.flatnonzero(pts.run == r) for r in pick])
+        try:
+            fits.append(fit(base.law, pts.subset(idx), n_starts=n_starts, grid_size=grid_size, seed=seed,
+                            d_min=base.d_min, extra_starts=[base.theta]))
+        except ValueError:
+            return None
+    return {"general": fits[0].params, "domain": fits[1].params,
+            "derived": derived(fits[0], fits[1]) if derived else {}}
+
+
+def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *, n_boot: int = 40, seed: int = 0,
+                     derived: Callable[[Fit, Fit], dict[str, float]] | None = None, n_starts: int = 2,
+                     grid_size: int = 500, jobs: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap over runs for a general and a domain law together: each draw takes runs with replacement, the
+    same runs for both laws, refits both (from their full-data optima and ``n_starts`` grid starts) and
+    evaluates ``derived(fit_general, fit_domain)`` (e.g. usage 1's r_d*). Returns ``{"general": {param:
+    samples}, "domain": {...}, "derived": {name: samples}}``; draws where a refit fails are dropped from all."""
+    from .fit import parallel_map
 
     runs = np.unique(domain.run)
     if not np.array_equal(runs, np.unique(general.run)):
         raise ValueError("the general and domain points must come from the same runs")
     rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {"r_d": [], "L_g": [], "L_d": []}
-    for b in (progress or (lambda x: x))(range(n_boot)):
-        pick = rng.choice(runs, size=len(runs), replace=True)
-        fits = []
-        for pts, base in ((general, fit_g), (domain, fit_d)):
-            idx = np.concatenate([np.flatnonzero(pts.run == r) for r in pick])
-            try:
-                fits.append(fit(base.law, pts.subset(idx), n_starts=n_starts, grid_size=grid_size, seed=seed + b,
-                                d_min=base.d_min, extra_starts=[base.theta]))
-            except ValueError:
-                break
-        if len(fits) < 2:
+    picks = [rng.choice(runs, size=len(runs), replace=True) for _ in range(n_boot)]
+    draws = parallel_map(_paired_draw, [(general, domain, fit_g, fit_d, pick, seed + b, n_starts, grid_size, derived)
+                                        for b, pick in enumerate(picks)], jobs)
+    out: dict[str, dict[str, list[float]]] = {"general": {}, "domain": {}, "derived": {}}
+    for d in draws:
+        if d is None:
             continue
-        pred = usage.optimal_ratio_under_budget(*usage.law_curves(fits[0], fits[1], N0, D0), L_g0, T)
-        for k in out:
-            out[k].append(float(pred[k]))
-    return {k: np.asarray(v) for k, v in out.items()}
+        for part, vals in d.items():
+            for k, v in vals.items():
+                out[part].setdefault(k, []).append(float(v))
+    return {part: {k: np.asarray(v) for k, v in vals.items()} for part, vals in out.items()}
+
+
+def usage1_derived(N0: float, D0: float, L_g0: float, T: float) -> Callable[[Fit, Fit], dict[str, float]]:
+    """Usage 1's r_d* and its predicted losses from a (general, domain) pair of fits, for :func:`paired_bootstrap`."""
+    return _Usage1(N0, D0, L_g0, T)
+
+
+@dataclass(frozen=True)
+class _Usage1:  # a picklable callable, so that bootstrap draws can run in worker processes
+    N0: float
+    D0: float
+    L_g0: float
+    T: float
+
+    def __call__(self, fit_g: Fit, fit_d: Fit) -> dict[str, float]:
+        from . import usage
+
+        pred = usage.optimal_ratio_under_budget(*usage.law_curves(fit_g, fit_d, self.N0, self.D0), self.L_g0, self.T)
+        return {"r_d": float(pred["r_d"]), "L_g": float(pred["L_g"]), "L_d": float(pred["L_d"])}
 
 
 # -- the cross-domain law: probe features and its points --------------------------------------------

@@ -193,20 +193,20 @@ def grid_objective(law: Law, starts: np.ndarray, X: dict[str, np.ndarray], logL:
 
 def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None = None, seed: int = 0,
         delta: float = DELTA, d_min: float | None = None, extra_starts: Sequence[np.ndarray] = (),
-        maxiter: int = 2000) -> Fit:
+        maxiter: int = 2000, ftol: float = 1e-14, gtol: float = 1e-10) -> Fit:
     """Fit ``law`` to ``points``: evaluate the initialisation grid, L-BFGS from the best ``n_starts``."""
     if points.n <= law.n_params:
         raise ValueError(f"{law.name} has {law.n_params} parameters: it needs more than {law.n_params} points, "
                          f"got {points.n}")
-    if n_starts < 1:
-        raise ValueError(f"n_starts must be at least 1, got {n_starts}")
+    if n_starts < 0 or (n_starts == 0 and not len(extra_starts)):
+        raise ValueError(f"n_starts must be at least 1 (or 0 with extra_starts), got {n_starts}")
     if law.name.startswith("cross-") and points.k1 is None:
         raise ValueError(f"{law.name} needs the probe features k1, k2 (and k3 for K4) in the points")
     t0 = time.perf_counter()
     d_min = float(points.D.min() if d_min is None else d_min)
     X, logL = points.X(d_min), np.log(points.L)
-    starts = grid_starts(law, grid_size, seed)
-    scores = grid_objective(law, starts, X, logL, delta)
+    starts = grid_starts(law, grid_size, seed) if n_starts else np.zeros((0, law.n_params))
+    scores = grid_objective(law, starts, X, logL, delta) if n_starts else np.zeros(0)
     order = np.argsort(scores, kind="stable")[:n_starts]
     chosen = [starts[i] for i in order if np.isfinite(scores[i])] + [np.asarray(s, float) for s in extra_starts]
     if not chosen:
@@ -216,7 +216,7 @@ def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None =
     best = None
     for x0 in chosen:
         res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-10})
+                       options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
         if best is None or res.fun < best.fun:
             best = res
     theta = np.asarray(best.x)
@@ -274,17 +274,48 @@ def domain_splits(points: Points, n_test: int = 2) -> list[Split]:
     return out
 
 
-def cross_validate(law: Law, points: Points, splits: list[Split], **fit_kw: Any) -> list[dict[str, Any]]:
-    """Fit on each split's training points; metrics on its held-out points (and on its training points)."""
-    rows = []
-    for name, train, test in splits:
-        tr, te = points.subset(train), points.subset(test)
-        f = fit(law, tr, d_min=float(points.D.min()), **fit_kw)
-        m_te, m_tr = f.metrics(te), f.metrics(tr)
-        rows.append({"law": law.name, "split": name, "n_train": tr.n, "n_test": te.n,
-                     "r2_test": m_te["r2"], "huber_test": m_te["huber"], "rmse_log_test": m_te["rmse_log"],
-                     "r2_train": m_tr["r2"], "huber_train": m_tr["huber"]})
-    return rows
+def _cv_one(law_name: str, points: Points, split: Split, fit_kw: dict[str, Any], predict: bool = False
+            ) -> dict[str, Any]:
+    from .laws import get_law
+
+    law = get_law(law_name)
+    name, train, test = split
+    tr, te = points.subset(train), points.subset(test)
+    f = fit(law, tr, d_min=float(points.D.min()), **fit_kw)
+    m_te, m_tr = f.metrics(te), f.metrics(tr)
+    row = {"law": law.name, "split": name, "n_train": tr.n, "n_test": te.n,
+           "r2_test": m_te["r2"], "huber_test": m_te["huber"], "rmse_log_test": m_te["rmse_log"],
+           "r2_train": m_tr["r2"], "huber_train": m_tr["huber"]}
+    if predict:
+        row["predicted"] = f.predict(te)
+    return row
+
+
+def _fit_named(law_name: str, points: Points, fit_kw: dict[str, Any]) -> Fit:
+    from .laws import get_law
+
+    return fit(get_law(law_name), points, **fit_kw)
+
+
+def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1) -> list[Any]:
+    """``[fn(*t) for t in tasks]``, in ``jobs`` forked worker processes when ``jobs > 1`` (order kept)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        return [fn(*t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork")) as ex:
+        return list(ex.map(fn, *zip(*tasks, strict=True), chunksize=max(1, len(tasks) // (4 * jobs))))
+
+
+def cross_validate(law: Law, points: Points, splits: list[Split], jobs: int = 1, predict: bool = False,
+                   **fit_kw: Any) -> list[dict[str, Any]]:
+    """Fit on each split's training points; metrics on its held-out points (and on its training points).
+
+    ``jobs > 1`` fits the splits in that many worker processes (same results, in split order); ``predict``
+    adds each split's predictions for its held-out points (``predicted``).
+    """
+    return parallel_map(_cv_one, [(law.name, points, s, fit_kw, predict) for s in splits], jobs)
 
 
 # -- bootstrap over runs --------------------------------------------------------------------------------
