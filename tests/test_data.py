@@ -50,6 +50,10 @@ def test_build_is_deterministic(smoke, tmp_path):
     first, second = _shas(smoke / "smoke"), _shas(tmp_path / "smoke")
     assert len(first) == 2 * len(C.CORPORA) * len(C.SPLITS)
     assert first == second
+    # rebuilding the same files leaves the manifest as it was, recorded build time included
+    before = (tmp_path / "manifest.json").read_text()
+    B.build_profile("smoke", force=True, root=tmp_path, manifest_path=tmp_path / "manifest.json", log=_quiet)
+    assert (tmp_path / "manifest.json").read_text() == before
 
 
 def test_manifest_matches_built_files(smoke):
