@@ -214,14 +214,17 @@ def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None =
     bounds = [law.bounds.get(n, (None, None)) for n in law.names]
     f = _objective(law, X, logL, delta)
     best = None
-    for x0 in chosen:
-        res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
-        if best is None or res.fun < best.fun:
-            best = res
-    theta = np.asarray(best.x)
+    # line searches probe far-out parameters where exp/power overflow; those points score inf and are left
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for x0 in chosen:
+            res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                           options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
+            if best is None or res.fun < best.fun:
+                best = res
+        theta = np.asarray(best.x)
+        params = law.params(theta, {"d_min": d_min})
     return Fit(law, theta, d_min, float(best.fun) * delta, points.n, len(chosen), len(starts),
-               time.perf_counter() - t0, bool(best.success), law.params(theta, {"d_min": d_min}))
+               time.perf_counter() - t0, bool(best.success), params)
 
 
 # -- generalisation protocols -----------------------------------------------------------------------
