@@ -9,15 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .fit import Fit, Points, fit
+from .fit import Fit, Points, _cv_one, _fit_named, fit, parallel_map, resample_runs
 from .grid import points as grid_points
 from .laws import LAWS
 
 
 def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), jobs: int = 1, **fit_kw: Any) -> dict[str, Fit]:
     """Fit each named form to the same points (in ``jobs`` worker processes)."""
-    from .fit import _fit_named, parallel_map
-
     return dict(zip(forms, parallel_map(_fit_named, [(name, pts, fit_kw) for name in forms], jobs), strict=True))
 
 
@@ -43,8 +41,6 @@ def heldout_table(pts: Points, splits: list, forms: Sequence[str], *, warm: dict
     worker processes for all (form, split) fits together.
     """
     import pandas as pd
-
-    from .fit import _cv_one, parallel_map
 
     tasks = []
     for name in forms:
@@ -121,9 +117,8 @@ def _paired_draw(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, pick: 
                  n_starts: int, grid_size: int, derived: Callable | None) -> dict[str, Any] | None:
     fits = []
     for pts, base in ((general, fit_g), (domain, fit_d)):
-        idx = np.concatenate([np.flatnonzero(pts.run == r) for r in pick])
         try:
-            fits.append(fit(base.law, pts.subset(idx), n_starts=n_starts, grid_size=grid_size, seed=seed,
+            fits.append(fit(base.law, resample_runs(pts, pick), n_starts=n_starts, grid_size=grid_size, seed=seed,
                             d_min=base.d_min, extra_starts=[base.theta]))
         except ValueError:
             return None
@@ -138,8 +133,6 @@ def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *,
     same runs for both laws, refits both (from their full-data optima and ``n_starts`` grid starts) and
     evaluates ``derived(fit_general, fit_domain)`` (e.g. usage 1's r_d*). Returns ``{"general": {param:
     samples}, "domain": {...}, "derived": {name: samples}}``; draws where a refit fails are dropped from all."""
-    from .fit import parallel_map
-
     runs = np.unique(domain.run)
     if not np.array_equal(runs, np.unique(general.run)):
         raise ValueError("the general and domain points must come from the same runs")

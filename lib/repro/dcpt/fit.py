@@ -193,7 +193,7 @@ def grid_objective(law: Law, starts: np.ndarray, X: dict[str, np.ndarray], logL:
 
 def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None = None, seed: int = 0,
         delta: float = DELTA, d_min: float | None = None, extra_starts: Sequence[np.ndarray] = (),
-        maxiter: int = 2000, ftol: float = 1e-14, gtol: float = 1e-10) -> Fit:
+        maxiter: int = 2000) -> Fit:
     """Fit ``law`` to ``points``: evaluate the initialisation grid, L-BFGS from the best ``n_starts``."""
     if points.n <= law.n_params:
         raise ValueError(f"{law.name} has {law.n_params} parameters: it needs more than {law.n_params} points, "
@@ -218,7 +218,7 @@ def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None =
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for x0 in chosen:
             res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
+                           options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-10})
             if best is None or res.fun < best.fun:
                 best = res
         theta = np.asarray(best.x)
@@ -336,6 +336,11 @@ def cross_validate(law: Law, points: Points, splits: list[Split], jobs: int = 1,
 
 
 # -- bootstrap over runs --------------------------------------------------------------------------------
+def resample_runs(points: Points, pick: Sequence[str]) -> Points:
+    """The points of the runs ``pick`` (drawn with replacement: a run drawn twice appears twice)."""
+    return points.subset(np.concatenate([np.flatnonzero(points.run == r) for r in pick]))
+
+
 def bootstrap(law: Law, points: Points, base: Fit, n_boot: int = 100, seed: int = 0,
               derived: dict[str, Callable[[Fit], float]] | None = None, n_starts: int = 4,
               grid_size: int = 2000, progress: Any = None) -> dict[str, np.ndarray]:
@@ -352,8 +357,7 @@ def bootstrap(law: Law, points: Points, base: Fit, n_boot: int = 100, seed: int 
     it = range(n_boot) if progress is None else progress(range(n_boot))
     for b in it:
         pick = rng.choice(runs, size=len(runs), replace=True)
-        idx = np.concatenate([np.flatnonzero(points.run == r) for r in pick])
-        sample = points.subset(idx)
+        sample = resample_runs(points, pick)
         try:
             f = fit(law, sample, n_starts=n_starts, grid_size=grid_size, seed=seed + b, d_min=base.d_min,
                     extra_starts=[base.theta])
