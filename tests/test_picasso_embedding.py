@@ -11,12 +11,14 @@ from repro.picasso.peers import available
 
 SCHEMA = make_schema(12, seed=3, vocab_range=(5, 3000), p_empty=0.25)
 TABLES = init_field_tables(SCHEMA, seed=1)
-KINDS = ["dpacked", "kpacked", "cached"]
+KINDS = ["dpacked", "kpacked", "cached", "cached-k"]  # cached: over D-packing; cached-k: over K-packing
 
 
 def _stage(kind, **kw):
-    st_ = make_stage(kind, SCHEMA, tables=TABLES, **kw)
-    if kind == "cached":
+    if kind.startswith("cached"):
+        kw["packing"] = "kpacked" if kind == "cached-k" else "dpacked"
+    st_ = make_stage(kind.split("-")[0], SCHEMA, tables=TABLES, **kw)
+    if kind.startswith("cached"):
         st_.admit(torch.arange(st_.total_rows).float())  # cache the highest-numbered rows: hits and misses
     return st_
 
@@ -66,15 +68,19 @@ def test_equivalence_empty_bags_and_repeats(kind):
 
 def test_cache_capacity_extremes_and_stats():
     b = ClickLogGenerator(SCHEMA, seed=7).batch(0, 32)
-    for cap, hit in ((0.0, 0.0), (1.0, 1.0)):
-        st_ = make_stage("cached", SCHEMA, tables=TABLES, capacity=cap, link_bytes_per_s=None)
-        st_.admit(torch.ones(st_.total_rows))
-        _check("cached", b, capacity=cap)
-        st_(b)
-        assert st_.stats()["hit_rate"] == hit
-        assert (st_.stats()["bytes_read"] == 0) == (cap == 1.0)
+    for packing in ("dpacked", "kpacked"):
+        for cap, hit in ((0.0, 0.0), (1.0, 1.0)):
+            st_ = make_stage("cached", SCHEMA, tables=TABLES, capacity=cap, link_bytes_per_s=None, packing=packing)
+            st_.admit(torch.ones(st_.total_rows))
+            _check("cached", b, capacity=cap, packing=packing)
+            st_(b)
+            assert st_.stats()["hit_rate"] == hit
+            assert (st_.stats()["bytes_read"] == 0) == (cap == 1.0)
+            assert st_.store.fetches == 1  # one packed transfer for every table
     with pytest.raises(ValueError, match="capacity"):
         make_stage("cached", SCHEMA, capacity=1.5)
+    with pytest.raises(ValueError, match="unknown packing"):
+        make_stage("cached", SCHEMA, packing="nope")
 
 
 def test_sparse_sgd_matches_coalesced_update():
@@ -117,6 +123,7 @@ def test_property_packed_equals_baseline(batch):
         for x, y in zip(ref.tensors(), out.tensors(), strict=True):
             torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
     _STAGES["cached"].discard_pending()
+    _STAGES["cached-k"].discard_pending()
 
 
 @pytest.mark.skipif(not all(available().values()), reason="torchrec / fbgemm_gpu not importable")

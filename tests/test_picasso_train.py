@@ -15,8 +15,10 @@ GEN = ClickLogGenerator(SCHEMA, seed=3)
 
 
 def _model(kind, name="wdl"):
-    st = make_stage(kind, SCHEMA, tables=TABLES, **({"link_bytes_per_s": None} if kind == "cached" else {}))
-    if kind == "cached":
+    """``cached``: the cache over D-packing; ``cached-k``: over K-packing."""
+    kw = {"link_bytes_per_s": None, "packing": "kpacked" if kind == "cached-k" else "dpacked"}
+    st = make_stage(kind.split("-")[0], SCHEMA, tables=TABLES, **(kw if kind.startswith("cached") else {}))
+    if kind.startswith("cached"):
         st.warm_up(GEN, 2, 64, start=1000)
     return make_model(name, SCHEMA, st, hidden=(32, 16), seed=0)
 
@@ -43,7 +45,7 @@ def _grads(model, kind, micro_batches, interleave):
     return loss, [p.grad.clone() for p in model.dense_parameters()], d + w
 
 
-@pytest.mark.parametrize("kind", ["kpacked", "cached"])
+@pytest.mark.parametrize("kind", ["dpacked", "kpacked", "cached", "cached-k"])
 @pytest.mark.parametrize("m", [2, 5])
 def test_interleaved_gradients_equal_whole_batch(kind, m):
     loss0, dense0, emb0 = _grads(_model("baseline"), "baseline", 1, False)
@@ -57,7 +59,8 @@ def test_interleaved_gradients_equal_whole_batch(kind, m):
 def test_same_training_trajectory_and_auc(name):
     ev = GEN.batches(3, 256, start=500)
     runs = {}
-    for kind, m, il in [("baseline", 1, False), ("dpacked", 1, False), ("kpacked", 3, True), ("cached", 3, True)]:
+    for kind, m, il in [("baseline", 1, False), ("dpacked", 1, False), ("kpacked", 3, True), ("cached", 3, True),
+                         ("cached-k", 2, True)]:
         model = _model(kind, name)
         losses = train(model, GEN, 20, 128, micro_batches=m, interleave=il, progress=False)
         runs[kind] = (losses, evaluate_auc(model, ev))
@@ -70,16 +73,18 @@ def test_same_training_trajectory_and_auc(name):
         assert a == pytest.approx(base_auc, abs=2e-3), kind
 
 
-def test_cached_write_through_keeps_store_current():
-    model = _model("cached")
+@pytest.mark.parametrize("kind", ["cached", "cached-k"])
+def test_cached_write_through_keeps_store_current(kind):
+    model = _model(kind)
     train(model, GEN, 3, 64, progress=False)
     ref = _model("kpacked")
     train(ref, GEN, 3, 64, progress=False)
     for x, y in zip(model.emb.field_tables()[0], ref.emb.field_tables()[0], strict=True):
         torch.testing.assert_close(x, y.detach(), atol=1e-6, rtol=1e-5)
     st = model.emb
-    hot = st.cached_chunks
-    torch.testing.assert_close(st.cache, st.store.table[hot])  # cached copies equal the store
+    for cache, rows, table in zip(st.cache, st.cached_rows, st.store.tables, strict=True):
+        assert len(rows) > 0
+        torch.testing.assert_close(cache, table[rows])  # cached copies equal the store
 
 
 def test_auc_known_values():

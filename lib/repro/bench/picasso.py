@@ -6,17 +6,19 @@ log-uniform in [100, 20000], dims 8/16/32 by vocabulary size, MLP 256-128-1):
 
 * samples/s of full training steps (embedding forward, dense forward/backward, embedding backward,
   sparse-SGD embedding update, Adam dense update) for: ``baseline`` (one ``nn.EmbeddingBag`` per field,
-  deep and wide, a loop over fields), ``dpacked`` (one table and call per dim group), ``packed``
-  (K-packed: one flat buffer, one call for all fields), ``packed+interleaved`` (2 micro-batches, the
-  embedding stage of micro-batch i+1 on a worker thread while micro-batch i's dense stage runs),
-  ``packed+interleaved+cached`` (the K-packed table in a slow tier behind an emulated 1 GB/s, 50 us link -
-  simulated - with 10 % of rows cached by warm-up frequency) and its uncached reference
-  ``packed+interleaved+slowtier`` (same link, no cache); and the peers TorchRec ``EmbeddingBagCollection``
+  deep and wide, a loop over fields), ``dpacked`` (D-packing: one table and one call per dim group),
+  ``kpacked`` (K-packing: one flat buffer, one call for all fields of all dims), and, on D-packing,
+  ``packed+interleaved`` (2 micro-batches, the embedding stage of micro-batch i+1 on a worker thread while
+  micro-batch i's dense stage runs), ``packed+interleaved+cached`` (the full PICASSO path: the tables in a
+  slow tier behind an emulated 1 GB/s, 50 us link - simulated - with 10 % of rows cached by warm-up
+  frequency) and its uncached reference ``packed+interleaved+slowtier`` (same link, no cache); the same
+  full path on K-packing, ``kpacked+interleaved+cached``; and the peers TorchRec ``EmbeddingBagCollection``
   (sparse gradients) and FBGEMM's fused TBE (optimizer fused into backward), on the same tables/batches;
 * operator calls per step from ``torch.profiler``: top-level embedding lookups, all embedding operators,
   all ATen operators (interleaved variants counted with their micro-batches run on one thread: the same
   operators, since the profiler does not see the worker thread's top-level calls);
-* a stage-time breakdown (embedding / dense / embedding backward / optimizer) for baseline and packed;
+* a stage-time breakdown (embedding / dense / embedding backward / optimizer) for baseline, dpacked and
+  packed+interleaved;
 * the caching sweep: hit rate, slow-tier bytes and samples/s of cached vs slow-tier-only as Zipf alpha
   varies.
 
@@ -56,20 +58,24 @@ LINK = {"link_bytes_per_s": 1e9, "latency_s": 50e-6}
 CACHE_FRAC = 0.10
 
 
+FULL = "packed+interleaved+cached"  # the full PICASSO path (on D-packing)
+
+
 def _variants(schema, tables, device, gen, peers: dict[str, bool], batch: int = BATCH) -> dict[str, tuple[Any, int, bool]]:
     """name -> (stage, micro_batches, interleave)."""
     v: dict[str, tuple[Any, int, bool]] = {
         "baseline": (PerFieldEmbedding(schema, tables=tables, device=device), 1, False),
         "dpacked": (DPackedEmbedding(schema, tables=tables, device=device), 1, False),
-        "packed": (KPackedEmbedding(schema, tables=tables, device=device), 1, False),
-        "packed+interleaved": (KPackedEmbedding(schema, tables=tables, device=device), MICRO, True),
+        "kpacked": (KPackedEmbedding(schema, tables=tables, device=device), 1, False),
+        "packed+interleaved": (DPackedEmbedding(schema, tables=tables, device=device), MICRO, True),
     }
     slow = CachedEmbedding(schema, tables=tables, device=device, capacity=0.0, **LINK)
     slow.admit(torch.zeros(slow.total_rows))
-    cached = CachedEmbedding(schema, tables=tables, device=device, capacity=CACHE_FRAC, **LINK)
-    cached.warm_up(gen, 4, batch, start=10_000)
     v["packed+interleaved+slowtier"] = (slow, MICRO, True)
-    v["packed+interleaved+cached"] = (cached, MICRO, True)
+    for name, packing in ((FULL, "dpacked"), ("kpacked+interleaved+cached", "kpacked")):
+        cached = CachedEmbedding(schema, tables=tables, device=device, capacity=CACHE_FRAC, packing=packing, **LINK)
+        cached.warm_up(gen, 4, batch, start=10_000)
+        v[name] = (cached, MICRO, True)
     if peers.get("torchrec"):
         v["torchrec_ebc"] = (TorchRecEBCStage(schema, tables=tables, device=device), 1, False)
     if peers.get("fbgemm"):
@@ -123,7 +129,7 @@ def measure_fields(F: int, *, rounds: int, n_batches: int = 3, device: str = "cp
     """Every variant at ``F`` fields: operator counts and median step time over ``rounds`` alternating rounds.
 
     Returns ``rows`` (one per variant), ``round_s`` (each variant's step time per round, for paired ratios)
-    and, with ``breakdown``, the stage times of baseline, packed and packed+interleaved.
+    and, with ``breakdown``, the stage times of baseline, dpacked and packed+interleaved.
     """
     peers = available() if peers is None else peers
     schema = make_schema(F, seed=0, vocab_range=VOCAB, alpha=ALPHA)
@@ -160,7 +166,7 @@ def measure_fields(F: int, *, rounds: int, n_batches: int = 3, device: str = "cp
         rows.append(row)
     stages = {}
     if breakdown:
-        for name in ("baseline", "packed", "packed+interleaved"):
+        for name in ("baseline", "dpacked", "packed+interleaved"):
             m, o, mb, il = models[name]
             stages[f"{name}@{F}"] = stage_breakdown(m, o, batches, micro_batches=mb, interleave=il)
     del models, variants, tables
@@ -196,20 +202,23 @@ def cache_sweep(F: int, *, rounds: int, alphas: tuple[float, ...] = (0.6, 1.05, 
     return out
 
 
+PACKED_VARIANTS = ("dpacked", "kpacked", "packed+interleaved", FULL, "kpacked+interleaved+cached")
+
+
 def _summary(rows: list[dict[str, Any]], field_counts) -> dict[str, Any]:
     by = {(r["fields"], r["variant"]): r for r in rows}
     s: dict[str, Any] = {}
     goals = {"op_cut_ge_F_over_G": True, "picasso_3x_at_300plus": True, "picasso_ge_ebc": True}
     for F in field_counts:
-        b, full = by[(F, "baseline")], by[(F, "packed+interleaved+cached")]
+        b, full = by[(F, "baseline")], by[(F, FULL)]
         G = b["groups"]
-        best = max((by[(F, k)] for k in ("packed", "packed+interleaved", "packed+interleaved+cached")),
-                   key=lambda r: r["samples_per_s"])
-        cut = b["emb_lookups"] / max(by[(F, "packed")]["emb_lookups"], 1)
+        best = max((by[(F, k)] for k in PACKED_VARIANTS), key=lambda r: r["samples_per_s"])
+        cut = b["emb_lookups"] / max(by[(F, "dpacked")]["emb_lookups"], 1)
         s[f"F={F}"] = {"lookup_cut_packed": cut, "F_over_G": F / G,
-                       "lookup_cut_dpacked": b["emb_lookups"] / max(by[(F, "dpacked")]["emb_lookups"], 1),
-                       "aten_op_cut_packed": b["aten_ops"] / max(by[(F, "packed")]["aten_ops"], 1),
+                       "lookup_cut_kpacked": b["emb_lookups"] / max(by[(F, "kpacked")]["emb_lookups"], 1),
+                       "aten_op_cut_packed": b["aten_ops"] / max(by[(F, "dpacked")]["aten_ops"], 1),
                        "speedup_full_picasso": full["speedup_vs_baseline"],
+                       "speedup_full_picasso_kpacked": by[(F, "kpacked+interleaved+cached")]["speedup_vs_baseline"],
                        "best_packed_variant": best["variant"], "speedup_best_packed": best["speedup_vs_baseline"],
                        "full_picasso_vs_ebc": full.get("speedup_vs_ebc"),
                        "best_packed_vs_ebc": best.get("speedup_vs_ebc")}

@@ -1,19 +1,22 @@
-"""Hot-ID caching (PICASSO §IV "Caching"): a fast tier in front of a table held in a slower tier.
+"""Hot-ID caching (PICASSO §IV "Caching"): a fast tier in front of tables held in a slower tier.
 
 ID frequencies are power-law skewed, so a small set of hot IDs serves most lookups (card §2 (c)). Here the
-full K-packed table (see :class:`~repro.picasso.embedding.KPackedEmbedding`) lives in a :class:`SlowTier`:
+deep tables of a packed stage (D-packed: one per dim group; K-packed: one flat buffer; see
+:mod:`repro.picasso.embedding`) live in a :class:`SlowTier`:
 
 * on GPU: host memory (pinned), reached over PCIe by ``index_select`` + a non-blocking copy;
 * on CPU: host memory behind an *emulated* slow link (``link_bytes_per_s``, ``latency_s``): each fetch
   sleeps for ``latency + bytes / bandwidth`` (simulated; the sleep releases the GIL, like a real transfer,
   so interleaving can hide it). Byte counts are exact either way.
 
-:class:`CachedEmbedding` keeps the top-``c`` fraction of rows, by frequency over a warm-up window
-(:meth:`CachedEmbedding.admit`, refreshable at any time), in a fast-tier buffer. A forward pass takes the
-batch's unique rows (the "unique" step of the lookup chain), serves hits from the cache and fetches misses
-from the slow tier, and pools from that working set. The update (:class:`CachedSGD`) is SGD on the working
-set, written through to the slow tier and to the cached copies (the store is always current, so the
-training maths is exactly that of an uncached table; writes are posted, not stalled on the link).
+One fetch brings the missed rows of every table at once (one latency: the packed transfer, HybridBackend's
+``HbH2DTransferN``). :class:`CachedEmbedding` keeps the top-``c`` fraction of rows, by frequency over a
+warm-up window (:meth:`CachedEmbedding.admit`, refreshable at any time), in fast-tier buffers. A forward
+pass takes each table's unique rows in the batch (the "unique" step of the lookup chain), serves hits from
+the cache, fetches misses from the slow tier, and pools from that working set. The update
+(:class:`CachedSGD`) is sparse SGD on the working set, written through to the slow tier and to the cached
+copies (the store is always current, so the training maths is exactly that of an uncached table; writes
+are posted, not stalled on the link).
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Batch, ClickLogGenerator, Schema
-from .embedding import KPackedEmbedding, Pooled, SparseSGD
+from .embedding import DPackedEmbedding, EmbeddingStage, KPackedEmbedding, Pooled, SparseSGD
+
+PACKINGS = {"dpacked": DPackedEmbedding, "kpacked": KPackedEmbedding}
 
 
 class SlowTier:
-    """The slower memory tier holding the whole table ``[rows, c]`` (see module docstring)."""
+    """The slower memory tier holding whole tables ``[rows_t, d_t]`` (see module docstring)."""
 
-    def __init__(self, table: torch.Tensor, device: str | torch.device = "cpu", *,
+    def __init__(self, tables: list[torch.Tensor], device: str | torch.device = "cpu", *,
                  link_bytes_per_s: float | None = None, latency_s: float = 0.0) -> None:
         self.device = torch.device(device)
-        self.table = table.detach().to("cpu").contiguous()
+        self.tables = [t.detach().to("cpu").contiguous() for t in tables]
         if self.device.type == "cuda":
-            self.table = self.table.pin_memory()
+            self.tables = [t.pin_memory() for t in self.tables]
         self.link_bytes_per_s, self.latency_s = link_bytes_per_s, latency_s
         self.bytes_read = self.bytes_written = self.fetches = 0
         self.simulated_s = 0.0
@@ -47,10 +52,10 @@ class SlowTier:
     def emulated(self) -> bool:
         return self.device.type == "cpu" and self.link_bytes_per_s is not None
 
-    def fetch(self, rows: torch.Tensor) -> torch.Tensor:
-        """Rows ``rows`` of the table, delivered on the compute device (a slow-link transfer)."""
-        vals = self.table.index_select(0, rows.to("cpu"))
-        nbytes = vals.numel() * vals.element_size()
+    def fetch(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Rows ``rows[t]`` of every table ``t``, delivered on the compute device in one transfer."""
+        vals = [t.index_select(0, r.to("cpu")) for t, r in zip(self.tables, rows, strict=True)]
+        nbytes = sum(v.numel() * v.element_size() for v in vals)
         with self._lock:
             self.bytes_read += nbytes
             self.fetches += 1
@@ -59,52 +64,65 @@ class SlowTier:
             with self._lock:
                 self.simulated_s += dt
             time.sleep(dt)
-        return vals.to(self.device, non_blocking=True)
+        return [v.to(self.device, non_blocking=True) for v in vals]
 
-    def write(self, rows: torch.Tensor, values: torch.Tensor) -> None:
-        """Write-through of updated rows (posted: accounted, not stalled)."""
+    def add(self, t: int, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Write-through of an update ``tables[t][rows] += values`` (duplicate rows sum; posted: accounted
+        as the bytes of ``values``, not stalled)."""
         v = values.detach().to("cpu")
-        self.table.index_copy_(0, rows.to("cpu"), v)
-        self.bytes_written += v.numel() * v.element_size()
+        self.tables[t].index_add_(0, rows.to("cpu"), v)
+        with self._lock:
+            self.bytes_written += v.numel() * v.element_size()
 
     def reset_stats(self) -> None:
         self.bytes_read = self.bytes_written = self.fetches = 0
         self.simulated_s = 0.0
 
 
-class CachedEmbedding(KPackedEmbedding):
-    """K-packed embedding whose flat table lives in a :class:`SlowTier`, with a hot-row cache in the fast
-    tier. ``capacity`` = fraction of rows cached (0 = no cache: every row over the slow link)."""
+class CachedEmbedding(EmbeddingStage):
+    """A packed stage (``packing`` = ``"dpacked"`` or ``"kpacked"``) whose deep tables live in a
+    :class:`SlowTier`, with a hot-row cache in the fast tier. ``capacity`` = fraction of rows cached (0 =
+    no cache: every row over the slow link). The wide table stays a fast-tier parameter."""
 
     kind = "cached"
 
     def __init__(self, schema: Schema, seed: int = 0, device: str | torch.device = "cpu", *,
-                 capacity: float = 0.1, link_bytes_per_s: float | None = 1e9, latency_s: float = 50e-6,
-                 tables=None) -> None:
+                 packing: str = "dpacked", capacity: float = 0.1, link_bytes_per_s: float | None = 1e9,
+                 latency_s: float = 50e-6, tables=None) -> None:
+        super().__init__(schema)
         if not 0.0 <= capacity <= 1.0:
             raise ValueError(f"capacity (cached fraction of rows) must be in [0, 1], got {capacity}")
-        super().__init__(schema, seed=seed, device="cpu", tables=tables)
-        flat = self.weight.detach()
-        del self.weight  # the deep table now lives in the slow tier, not as a Parameter
-        self.store = SlowTier(flat, device, link_bytes_per_s=link_bytes_per_s, latency_s=latency_s)
-        self.capacity = capacity
+        if packing not in PACKINGS:
+            raise ValueError(f"unknown packing {packing!r}; valid: {', '.join(PACKINGS)}")
+        self.capacity, self.packing_kind = capacity, packing
+        self.packing = PACKINGS[packing](schema, seed=seed, device="cpu", tables=tables)
+        self.wide_table = self.packing.wide_table
+        self.total_rows = self.packing.total_rows
+        self.store = SlowTier(self.packing.release_deep(), device, link_bytes_per_s=link_bytes_per_s,
+                              latency_s=latency_s)
         self.to(device)
         dev = torch.device(device)
-        n_chunks = flat.shape[0]
-        self.register_buffer("slot_of", torch.full((n_chunks,), -1, dtype=torch.int64, device=dev),
-                             persistent=False)
+        self.dims = [t.shape[1] for t in self.store.tables]
+        self.slot_of = [torch.full((t.shape[0],), -1, dtype=torch.int64, device=dev) for t in self.store.tables]
         self.register_buffer("row_cached", torch.zeros(self.total_rows, dtype=torch.bool, device=dev),
                              persistent=False)
-        self.cache = torch.empty(0, self.c, device=dev)
-        self.cached_chunks = torch.empty(0, dtype=torch.int64, device=dev)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.cache = [torch.empty(0, d, device=dev) for d in self.dims]
+        self.cached_rows = [torch.empty(0, dtype=torch.int64, device=dev) for _ in self.dims]
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._lock = threading.Lock()
         self.reset_stats()
+
+    def _apply(self, fn, recurse=True):  # keep the cache's plain tensors on the module's device
+        super()._apply(fn, recurse)
+        for name in ("slot_of", "cache", "cached_rows"):
+            if hasattr(self, name):
+                setattr(self, name, [fn(t) for t in getattr(self, name)])
+        return self
 
     # ------------------------------------------------------------------------------------ admission
     def row_counts(self, batches: list[Batch]) -> torch.Tensor:
         """Lookup frequency of every global row (``row_off[f] + id``) over a warm-up window."""
-        counts = torch.zeros(self.total_rows, dtype=torch.int64, device=self.row_off.device)
+        counts = torch.zeros(self.total_rows, dtype=torch.int64, device=self.row_cached.device)
         for b in batches:
             counts += torch.bincount(self._global_rows(b), minlength=self.total_rows)
         return counts
@@ -113,32 +131,21 @@ class CachedEmbedding(KPackedEmbedding):
         """Frequency admission: cache the top ``capacity`` fraction of rows by ``counts`` (refreshable:
         call again with newer counts; the store is always current, so nothing needs writing back)."""
         k = int(round(self.capacity * self.total_rows))
-        dev = self.slot_of.device
-        self.slot_of.fill_(-1)
         self.row_cached.zero_()
-        if k == 0:
-            self.cache = torch.empty(0, self.c, device=dev)
-            self.cached_chunks = torch.empty(0, dtype=torch.int64, device=dev)
-            return
-        hot = torch.topk(counts.to(torch.float64), k, sorted=False).indices
+        hot = torch.topk(counts.to(torch.float64), k, sorted=False).indices.to(self.row_cached.device)
         self.row_cached[hot] = True
-        field = torch.searchsorted(self.row_off, hot, right=True) - 1
-        nc = self.nc[field]
-        first = self.chunk_base[field] + (hot - self.row_off[field]) * nc
-        n = int(nc.sum())
-        r = torch.arange(len(hot), device=dev).repeat_interleave(nc, output_size=n)
-        chunks = first[r] + torch.arange(n, device=dev) - (torch.cumsum(nc, 0) - nc)[r]
-        self.cached_chunks = chunks
-        self.slot_of[chunks] = torch.arange(n, device=dev)
-        self.cache = self.store.table.index_select(0, chunks.cpu()).to(dev)
+        for t, rows in enumerate(self.packing.rows_of(hot)):
+            self.slot_of[t].fill_(-1)
+            self.slot_of[t][rows] = torch.arange(len(rows), device=rows.device)
+            self.cached_rows[t] = rows
+            self.cache[t] = self.store.tables[t].index_select(0, rows.cpu()).to(rows.device)
 
     def warm_up(self, gen: ClickLogGenerator, n_batches: int, batch_size: int, start: int = 0) -> None:
         """Admit from ``n_batches`` generator batches (the warm-up window)."""
         self.admit(self.row_counts(gen.batches(n_batches, batch_size, start)))
 
     def _global_rows(self, batch: Batch) -> torch.Tensor:
-        fi = batch.field_index()
-        return batch.ids + self.row_off[fi]
+        return batch.ids + self.packing.row_off[batch.field_index()]
 
     # ------------------------------------------------------------------------------------ lookup
     def reset_stats(self) -> None:
@@ -147,73 +154,75 @@ class CachedEmbedding(KPackedEmbedding):
         self.store.reset_stats()
 
     def stats(self) -> dict[str, float]:
-        """Hit rate over ID lookups and over unique chunks per step, and slow-tier traffic."""
+        """Hit rate over ID lookups and over unique table rows per step, and slow-tier traffic."""
         return {"hit_rate": self.hits / max(self.lookups, 1),
                 "unique_hit_rate": self.unique_hits / max(self.unique_rows, 1),
                 "bytes_read": self.store.bytes_read, "bytes_written": self.store.bytes_written,
                 "simulated_link_s": self.store.simulated_s}
 
     def forward(self, batch: Batch) -> Pooled:
-        B = batch.batch_size
-        idx, offsets = self.chunk_indices(batch)
-        uniq, inv = torch.unique(idx, return_inverse=True)
-        slot = self.slot_of[uniq]
-        hit = slot >= 0
-        rows = torch.empty(len(uniq), self.c, device=idx.device)
-        rows[hit] = self.cache[slot[hit]]
-        miss = ~hit
-        rows[miss] = self.store.fetch(uniq[miss])
-        gids = self._global_rows(batch)
+        fi = batch.field_index()
+        plan = self.packing.plan(batch, fi)
+        uniq, inv, slots, hit_pos, miss_pos = [], [], [], [], []
+        for t, (idx, _) in enumerate(plan):
+            u, i = torch.unique(idx, return_inverse=True)
+            s = self.slot_of[t][u]
+            h = s >= 0
+            uniq.append(u), inv.append(i), slots.append(s)
+            hit_pos.append(h.nonzero().squeeze(1)), miss_pos.append((~h).nonzero().squeeze(1))
+        fetched = self.store.fetch([u.index_select(0, m) for u, m in zip(uniq, miss_pos, strict=True)])
+        gids = batch.ids + self.packing.row_off[fi]
         n_hit = int(self.row_cached[gids].sum())
+        grad = torch.is_grad_enabled()
+        pooled, work = [], []
+        for t, (u, i, s, hp, mp, f) in enumerate(zip(uniq, inv, slots, hit_pos, miss_pos, fetched, strict=True)):
+            W = torch.empty(len(u), self.dims[t], device=u.device)
+            hit_slots = s.index_select(0, hp)
+            W.index_copy_(0, hp, self.cache[t].index_select(0, hit_slots))
+            W.index_copy_(0, mp, f)
+            W.requires_grad_(grad)
+            work.append((t, u, W, hp, hit_slots))
+            pooled.append(F.embedding_bag(i, W, plan[t][1], mode="sum", sparse=True))
         with self._lock:
             self.lookups += gids.numel()
             self.hits += n_hit
-            self.unique_rows += len(uniq)
-            self.unique_hits += int(hit.sum())
-        W = rows.requires_grad_(torch.is_grad_enabled())
-        if W.requires_grad:
-            with self._lock:
-                self._pending.append((uniq, W))
-        pooled = F.embedding_bag(inv, W, offsets[:-1], mode="sum")
-        wide = self._wide(batch, gids, batch.offsets())
-        return Pooled(self._to_groups(pooled, B), wide)
+            self.unique_rows += sum(len(u) for u in uniq)
+            self.unique_hits += sum(len(h) for h in hit_pos)
+            if grad:
+                self._pending += work
+        return Pooled(self.packing.assemble(pooled, batch.batch_size), self.packing._wide(batch, fi))
 
     def apply_sgd(self, lr: float) -> None:
-        """SGD on every row the step's (micro-)batches touched, gradients summed across them, written
-        through to the slow tier and to the cache (exactly ``w -= lr * sum_of_grads`` per row)."""
+        """SGD on every row the step's (micro-)batches touched: each working set's gradient, summed per
+        unique row, is added into the slow tier and into the cached copies of hot rows (working sets of
+        several micro-batches add up, so the result is exactly ``w -= lr * sum_of_grads`` per row)."""
         with self._lock:
             pending, self._pending = self._pending, []
-        pending = [(u, W) for u, W in pending if W.grad is not None]
-        if not pending:
-            return
-        u_all = torch.cat([u for u, _ in pending])
-        g_all = torch.cat([W.grad for _, W in pending])
-        v_all = torch.cat([W.detach() for _, W in pending])
-        u, inv = torch.unique(u_all, return_inverse=True)
-        g = torch.zeros(len(u), self.c, device=g_all.device).index_add_(0, inv, g_all)
-        v = torch.empty(len(u), self.c, device=v_all.device).index_copy_(0, inv, v_all)
-        new = v - lr * g
-        self.store.write(u, new)
-        slot = self.slot_of[u]
-        hit = slot >= 0
-        self.cache[slot[hit]] = new[hit]
+        for t, u, W, hp, hit_slots in pending:
+            if W.grad is None:
+                continue
+            g = W.grad
+            step = torch.zeros(len(u), self.dims[t], device=u.device).index_add_(0, g._indices()[0], g._values())
+            step.mul_(-lr)
+            self.store.add(t, u, step)
+            self.cache[t].index_add_(0, hit_slots, step.index_select(0, hp))
 
     def discard_pending(self) -> None:
         with self._lock:
             self._pending = []
 
     def field_tables(self):
-        return self._split_fields(self.store.table), list(self.wide_table.split(list(self.schema.vocab)))
+        return self.packing.fields_of(self.store.tables), list(self.wide_table.split(list(self.schema.vocab)))
 
     def field_grads(self):
         """Per-field dense gradients accumulated in the pending working sets (tests only)."""
-        g = torch.zeros_like(self.store.table)
-        for u, W in self._pending:
+        gs = [torch.zeros_like(t) for t in self.store.tables]
+        for t, u, W, *_ in self._pending:
             if W.grad is not None:
-                g.index_add_(0, u.cpu(), W.grad.cpu())
+                gs[t].index_add_(0, u.cpu(), W.grad.to_dense().cpu())
         wg = self.wide_table.grad
         wg = torch.zeros_like(self.wide_table) if wg is None else wg.to_dense()
-        return self._split_fields(g), list(wg.split(list(self.schema.vocab)))
+        return self.packing.fields_of(gs), list(wg.split(list(self.schema.vocab)))
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return [self.wide_table]

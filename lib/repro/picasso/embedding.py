@@ -146,20 +146,63 @@ def _row_offsets(vocab: list[int]) -> list[int]:
 
 
 class _PackedBase(EmbeddingStage):
-    """Shared index bookkeeping of the packed stages (computed once at construction)."""
+    """What the packed stages share. A packed stage holds its deep rows in a few tables
+    (:meth:`deep_tables`) and runs in three steps, which :class:`~repro.picasso.cache.CachedEmbedding`
+    reuses with the tables moved to a slow tier: :meth:`plan` turns a batch into one
+    ``(indices, bag offsets)`` pair per table, one ``embedding_bag`` per table pools, and :meth:`assemble`
+    turns the pooled bags into the per-group ``[B, F_g, d_g]`` outputs. :meth:`rows_of` maps global rows
+    (``row_off[field] + id``) to the table rows holding them, :meth:`fields_of` splits tables into per-field
+    views. The wide part (one ``[sum V, 1]`` table, one call) is the same for every packing."""
 
     def __init__(self, schema: Schema) -> None:
         super().__init__(schema)
         V = list(schema.vocab)
         self.row_off_list = _row_offsets(V)
         self.register_buffer("row_off", torch.tensor(self.row_off_list, dtype=torch.int64), persistent=False)
-        # wide: one [sum V, 1] table
+        self.register_buffer("field_group", torch.tensor([self.group_dims.index(d) for d in schema.dims]),
+                             persistent=False)
         self.total_rows = sum(V)
 
-    def _wide(self, batch: Batch, gids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    def deep_tables(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def release_deep(self) -> list[torch.Tensor]:
+        """Detach the deep tables from this module (they stop being parameters) and return them."""
+        raise NotImplementedError
+
+    def plan(self, batch: Batch, fi: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def assemble(self, pooled: list[torch.Tensor], B: int) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def rows_of(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def fields_of(self, tables: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _wide(self, batch: Batch, fi: torch.Tensor) -> torch.Tensor:
         """Fused wide part: one 1-wide lookup over all fields' bags, then a sum over fields."""
-        out = F.embedding_bag(gids, self.wide_table, offsets[:-1], mode="sum", sparse=True)
+        out = F.embedding_bag(batch.ids + self.row_off[fi], self.wide_table, batch.offsets()[:-1], mode="sum",
+                              sparse=True)
         return out.view(batch.n_fields, batch.batch_size).sum(0)
+
+    def _field_of_row(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.searchsorted(self.row_off, rows, right=True) - 1
+
+    def forward(self, batch: Batch) -> Pooled:
+        fi = batch.field_index()
+        pooled = [F.embedding_bag(idx, w, offs, mode="sum", sparse=True)
+                  for (idx, offs), w in zip(self.plan(batch, fi), self.deep_tables(), strict=True)]
+        return Pooled(self.assemble(pooled, batch.batch_size), self._wide(batch, fi))
+
+    def field_tables(self):
+        return self.fields_of(self.deep_tables()), list(self.wide_table.split(list(self.schema.vocab)))
+
+    def field_grads(self):
+        return (self.fields_of([_dense_grad(t) for t in self.deep_tables()]),
+                list(_dense_grad(self.wide_table).split(list(self.schema.vocab))))
 
 
 class DPackedEmbedding(_PackedBase):
@@ -175,27 +218,29 @@ class DPackedEmbedding(_PackedBase):
         self.tables = nn.ParameterList(nn.Parameter(torch.cat([deep[f].detach() for f in fs]))
                                        for fs in self.group_fields)
         self.wide_table = nn.Parameter(torch.cat([w.detach() for w in wide]))
-        # per group: row offset of each field inside the group's table, and a field -> group-position map
+        # per group: row offset of each field inside the group's table
         g_off = torch.zeros(schema.n_fields, dtype=torch.int64)
         for fs in self.group_fields:
             g_off[fs] = torch.tensor(_row_offsets([schema.vocab[f] for f in fs]))
         self.register_buffer("g_off", g_off, persistent=False)
-        self.register_buffer("field_group", torch.tensor([self.group_dims.index(d) for d in schema.dims]),
-                             persistent=False)
         self.register_buffer("group_field_idx", torch.cat([torch.tensor(fs) for fs in self.group_fields]),
                              persistent=False)
         self.to(device)
 
-    def forward(self, batch: Batch) -> Pooled:
-        B, n = batch.batch_size, batch.ids.numel()
-        field_len = batch.lengths.sum(1)
-        fi = torch.arange(batch.n_fields, device=batch.ids.device).repeat_interleave(field_len, output_size=n)
-        offsets = batch.offsets()
-        wide = self._wide(batch, batch.ids + self.row_off[fi], offsets)
+    def deep_tables(self):
+        return list(self.tables)
+
+    def release_deep(self):
+        out = [t.detach() for t in self.tables]
+        self.tables = nn.ParameterList()
+        return out
+
+    def plan(self, batch, fi):
         gid = batch.ids + self.g_off[fi]
         if len(self.group_fields) == 1:  # fields already in group order
             parts_ids, parts_len = [gid], [batch.lengths]
         else:  # regroup IDs by dim group with one gather (fields in group order, each segment kept whole)
+            field_len = batch.lengths.sum(1)
             src = regroup_index(field_len, self.group_field_idx)
             lens = batch.lengths[self.group_field_idx]
             sizes = [len(fs) for fs in self.group_fields]
@@ -203,25 +248,24 @@ class DPackedEmbedding(_PackedBase):
             n_g = torch.zeros(len(sizes), dtype=torch.int64, device=gid.device).index_add_(
                 0, self.field_group, field_len)
             parts_ids = list(gid[src].split(n_g.tolist()))
-        groups = []
-        for t, ids_g, len_g, d in zip(self.tables, parts_ids, parts_len, self.group_dims, strict=True):
-            out = F.embedding_bag(ids_g, t, lengths_to_offsets(len_g.reshape(-1))[:-1], mode="sum", sparse=True)
-            groups.append(out.view(len_g.shape[0], B, d).transpose(0, 1))
-        return Pooled(groups, wide)
+        return [(ids_g, lengths_to_offsets(len_g.reshape(-1))[:-1])
+                for ids_g, len_g in zip(parts_ids, parts_len, strict=True)]
 
-    def field_tables(self):
+    def assemble(self, pooled, B):
+        return [out.view(len(fs), B, d).transpose(0, 1)
+                for out, fs, d in zip(pooled, self.group_fields, self.group_dims, strict=True)]
+
+    def rows_of(self, rows):
+        f = self._field_of_row(rows)
+        r, g = self.g_off[f] + rows - self.row_off[f], self.field_group[f]
+        return [r[g == k] for k in range(len(self.group_fields))]
+
+    def fields_of(self, tables):
         deep: list[torch.Tensor] = [None] * self.schema.n_fields  # type: ignore[list-item]
-        for t, fs in zip(self.tables, self.group_fields, strict=True):
+        for t, fs in zip(tables, self.group_fields, strict=True):
             for f, part in zip(fs, t.split([self.schema.vocab[f] for f in fs]), strict=True):
                 deep[f] = part
-        return deep, list(self.wide_table.split(list(self.schema.vocab)))
-
-    def field_grads(self):
-        deep: list[torch.Tensor] = [None] * self.schema.n_fields  # type: ignore[list-item]
-        for t, fs in zip(self.tables, self.group_fields, strict=True):
-            for f, part in zip(fs, _dense_grad(t).split([self.schema.vocab[f] for f in fs]), strict=True):
-                deep[f] = part
-        return deep, list(_dense_grad(self.wide_table).split(list(self.schema.vocab)))
+        return deep
 
 
 class KPackedEmbedding(_PackedBase):
@@ -249,16 +293,20 @@ class KPackedEmbedding(_PackedBase):
         self.register_buffer("nc", torch.tensor(nc), persistent=False)
         self.register_buffer("perm", torch.tensor(self.order), persistent=False)
         self.register_buffer("chunk_ar", torch.arange(max(nc)), persistent=False)
-        self.register_buffer("field_group", torch.tensor([self.group_dims.index(d) for d in schema.dims]),
-                             persistent=False)
         self.to(device)
 
-    def chunk_indices(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expand field-major IDs to chunk indices in bag order ``(group, chunk, field, sample)``; returns
-        (indices, bag offsets). Vectorised: a constant number of operators per dim group, none per field."""
-        n = batch.ids.numel()
+    def deep_tables(self):
+        return [self.weight]
+
+    def release_deep(self):
+        out = [self.weight.detach()]
+        del self.weight
+        return out
+
+    def plan(self, batch, fi):
+        """Expand field-major IDs to chunk indices in bag order ``(group, chunk, field, sample)``: one
+        (indices, bag offsets) pair. Vectorised: a constant number of operators per dim group, none per field."""
         field_len = batch.lengths.sum(1)  # [F]
-        fi = torch.arange(batch.n_fields, device=batch.ids.device).repeat_interleave(field_len, output_size=n)
         first = self.chunk_base[fi] + batch.ids * self.nc[fi]  # first chunk of every ID
         if len(self.group_fields) > 1:
             first = first[regroup_index(field_len, self.perm)]
@@ -270,39 +318,33 @@ class KPackedEmbedding(_PackedBase):
             k = d // self.c
             idx.append((x.unsqueeze(0) + self.chunk_ar[:k, None]).reshape(-1))
             bag_len.append(ln.unsqueeze(0).expand(k, -1, -1).reshape(-1))
-        return torch.cat(idx), lengths_to_offsets(torch.cat(bag_len))
+        return [(torch.cat(idx), lengths_to_offsets(torch.cat(bag_len))[:-1])]
 
-    def forward(self, batch: Batch) -> Pooled:
-        B = batch.batch_size
-        idx, offsets = self.chunk_indices(batch)
-        pooled = F.embedding_bag(idx, self.weight, offsets[:-1], mode="sum", sparse=True)
-        fi = torch.arange(batch.n_fields, device=batch.ids.device).repeat_interleave(
-            batch.lengths.sum(1), output_size=batch.ids.numel())
-        wide = self._wide(batch, batch.ids + self.row_off[fi], batch.offsets())
-        return Pooled(self._to_groups(pooled, B), wide)
-
-    def _to_groups(self, pooled: torch.Tensor, B: int) -> list[torch.Tensor]:
+    def assemble(self, pooled, B):
         """[(group, chunk, field, sample), c] -> per group [B, F_g, d_g] (one view + permute per group)."""
+        (flat,) = pooled
         sizes = [len(fs) * (d // self.c) * B for fs, d in zip(self.group_fields, self.group_dims, strict=True)]
         out = []
-        for blk, fs, d in zip(pooled.split(sizes), self.group_fields, self.group_dims, strict=True):
+        for blk, fs, d in zip(flat.split(sizes), self.group_fields, self.group_dims, strict=True):
             k = d // self.c
             out.append(blk.view(k, len(fs), B, self.c).permute(2, 1, 0, 3).reshape(B, len(fs), d))
         return out
 
-    def _split_fields(self, buf: torch.Tensor) -> list[torch.Tensor]:
+    def rows_of(self, rows):
+        f = self._field_of_row(rows)
+        nc = self.nc[f]
+        first = self.chunk_base[f] + (rows - self.row_off[f]) * nc
+        n = int(nc.sum())
+        r = torch.arange(len(rows), device=rows.device).repeat_interleave(nc, output_size=n)
+        return [first[r] + torch.arange(n, device=rows.device) - (torch.cumsum(nc, 0) - nc)[r]]
+
+    def fields_of(self, tables):
+        (buf,) = tables
         parts = buf.split([self.chunk_sizes[f] for f in self.order])
         deep: list[torch.Tensor] = [None] * self.schema.n_fields  # type: ignore[list-item]
         for f, p in zip(self.order, parts, strict=True):
             deep[f] = p.reshape(self.schema.vocab[f], self.schema.dims[f])
         return deep
-
-    def field_tables(self):
-        return self._split_fields(self.weight), list(self.wide_table.split(list(self.schema.vocab)))
-
-    def field_grads(self):
-        return (self._split_fields(_dense_grad(self.weight)),
-                list(_dense_grad(self.wide_table).split(list(self.schema.vocab))))
 
 
 STAGES = {"baseline": PerFieldEmbedding, "dpacked": DPackedEmbedding, "kpacked": KPackedEmbedding}
