@@ -251,3 +251,42 @@ def test_combinations_of_ratios_are_all_distinct():
     pts = synthetic_points(l3_params(), n_d=2)
     held = [tuple(np.unique(pts.r[t])) for _, _, t in ratio_splits(pts)]
     assert sorted(held) == sorted(itertools.combinations(sorted(set(RATIOS)), 2))
+
+
+def test_usage2_degenerate_fits_give_limits_not_nan():
+    """Fitted laws with a vanished term (A, B or C = 0) or extreme exponents: defined limits, no warnings."""
+    import warnings
+
+    p = l3_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = usage.fixed_domain_loss({**p, "A": 0.0, "alpha": -4.1e4}, 1.8, 1.0, np.linspace(0.01, 1, 5))
+        assert np.isfinite(loss).all()
+        assert loss == pytest.approx(usage.fixed_domain_loss({**p, "A": 0.0}, 1.8, 1.0, np.linspace(0.01, 1, 5)))
+        assert usage.interior_minimum_condition({**p, "C": 0.0}) == 0.0  # L_d increasing: minimum at r -> 0
+        assert usage.interior_minimum_condition({**p, "B": 0.0}) == 0.0  # L_d decreasing: minimum at r = 1
+        assert usage.interior_minimum_condition({**p, "beta": 1e-6}) in (0.0, np.inf)  # over/underflow, quietly
+    lim = usage.interior_minimum_condition(p)
+    direct = (p["B"] * (p["eta"] + p["beta"]) * (1 + p["eps"]) ** (p["gamma"] + 1) / (p["gamma"] * p["C"])) ** (1 / p["beta"])
+    assert lim == pytest.approx(direct, rel=1e-12)
+
+
+def test_usage2_follows_the_log_form_when_C_overflows():
+    """A fit with large gamma and eps (as the math domain's): C0 = B eta (1+eps)^(gamma+1)/... overflows a
+    float, but Eq. (11) evaluated from the law's logC equals the law itself at D = D_d0 / r."""
+    import warnings
+
+    law = LAWS["L3"]
+    th = dict(e=0.4, a=-1.0, alpha=0.3, b=np.log(0.23), beta=0.58, c1=-30.0, gamma=1216.0, eta1=-2.0, eps=1163.0)
+    theta = np.array([th[n] for n in law.names])
+    p = law.params(theta, {"d_min": 0.1311})
+    assert not np.isfinite(p["C"]) and np.isfinite(p["logC"])
+    N0, D_d0, r = 1.8, 0.5, np.linspace(0.05, 1, 20)
+    X = dict(N=np.full_like(r, N0), D=D_d0 / r, r=r, lN=np.log(np.full_like(r, N0)), lD=np.log(D_d0 / r), d_min=0.1311)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = usage.fixed_domain_loss(p, N0, D_d0, r)
+        limit = usage.interior_minimum_condition(p)
+    np.testing.assert_allclose(ours, np.exp(law.log_predict(theta, X)[0][0]), rtol=1e-10)
+    eta = 1 + np.exp(th["eta1"])  # C1 ~ 0: C = C0, and the limit reduces to D_min ((eta + beta) / eta)^(1/beta)
+    assert limit == pytest.approx(0.1311 * ((eta + th["beta"]) / eta) ** (1 / th["beta"]), rel=1e-6)

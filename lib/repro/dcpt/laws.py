@@ -134,10 +134,6 @@ def _constraint_c0(c: Callable[[str], np.ndarray], X: dict[str, np.ndarray], eta
                 "eps": (g + 1) / (1 + eps), "beta": -ldmin * np.ones(1)}
 
 
-def _c0_value(B: float, eta: float, eps: float, gamma: float, beta: float, d_min: float) -> float:
-    return B * eta * (1 + eps) ** (gamma + 1) / (gamma * d_min ** beta)
-
-
 # -- L1 ----------------------------------------------------------------------------------------------
 def _l1_terms(c, X):
     return _head(c, X) + [(c("b") - c("beta") * X["lD"], {"b": np.ones(1), "beta": -X["lD"]}),
@@ -192,9 +188,15 @@ def _l3_terms(c, X):
 
 def _l3_nat(t, X):
     B, eta = np.exp(t["b"]), 1 + np.exp(t["eta1"])
-    C0 = _c0_value(B, eta, t["eps"], t["gamma"], t["beta"], float(X.get("d_min", np.nan)))
-    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": B, "eta": eta, "C1": np.exp(t["c1"]), "C0": C0,
-            "C": C0 + np.exp(t["c1"])}
+    # C0 = B eta (1+eps)^(gamma+1) / (gamma D_min^beta), from its log: it overflows a float (to inf, the
+    # right limit) when gamma and eps are large, while logC, which the fit itself uses, stays finite
+    log_c0 = (t["b"] + np.log(eta) + (t["gamma"] + 1) * np.log1p(t["eps"]) - np.log(t["gamma"])
+              - t["beta"] * np.log(float(X.get("d_min", np.nan))))
+    log_c = float(np.logaddexp(log_c0, t["c1"]))
+    with np.errstate(over="ignore"):
+        C0, C = float(np.exp(log_c0)), float(np.exp(log_c))
+    return {**_exp_nat(t, "beta", "gamma", "eps"), "B": B, "eta": eta, "C1": np.exp(t["c1"]), "C0": C0, "C": C,
+            "logC": log_c}
 
 
 def _l3_f(p, X):

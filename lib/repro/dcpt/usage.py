@@ -83,18 +83,49 @@ def optimal_ratio_under_budget(L_g: Callable[[np.ndarray], np.ndarray], L_d: Cal
             "bound": bound, "binds": binds}
 
 
+def _log_c(p: dict[str, float]) -> float:
+    """log C of a fitted law: the law's own ``logC`` where it gives one (L3's C = C0 + C1 can overflow a
+    float while its logarithm is fine), else log of ``C``."""
+    if "logC" in p:
+        return float(p["logC"])
+    return float(np.log(p["C"])) if p["C"] > 0 else -np.inf
+
+
+def _scaled_power(log_coef: float, x: np.ndarray | float, power: float) -> np.ndarray:
+    """``exp(log_coef) * x**power`` for ``x > 0``, computed in logs; a vanished term (``log_coef = -inf``)
+    is exactly 0 whatever the power (a fitted power law whose coefficient went to 0 leaves its exponent
+    unidentified and often huge)."""
+    if np.isneginf(log_coef):
+        return np.zeros_like(np.asarray(x, float))
+    with np.errstate(over="ignore", under="ignore"):  # inf / 0 are the right limits here
+        return np.exp(log_coef + power * np.log(x))
+
+
+def _log(x: float) -> float:
+    return float(np.log(x)) if x > 0 else -np.inf
+
+
 def fixed_domain_loss(params: dict[str, float], N0: float, D_d0: float, r: np.ndarray) -> np.ndarray:
     """Eq. (11): L_d(r) = E + A/N0^alpha + B r^(eta+beta)/(D_d0)^beta + C/(r+eps)^gamma (L3 domain law)."""
     p = params
     r = np.asarray(r, float)
-    return (p["E"] + p["A"] / N0 ** p["alpha"] + p["B"] * r ** (p["eta"] + p["beta"]) / D_d0 ** p["beta"]
-            + p["C"] / (r + p["eps"]) ** p["gamma"])
+    return (p["E"] + _scaled_power(_log(p["A"]), N0, -p["alpha"])
+            + _scaled_power(_log(p["B"]), D_d0, -p["beta"]) * r ** (p["eta"] + p["beta"])
+            + _scaled_power(_log_c(p), r + p["eps"], -p["gamma"]))
 
 
 def interior_minimum_condition(params: dict[str, float]) -> float:
-    """The largest D_d^0 for which L_d(r_d) has its minimum inside (0, 1) (App. G.2)."""
+    """The largest D_d^0 for which L_d(r_d) has its minimum inside (0, 1) (App. G.2): where dL_d/dr_d > 0 at
+    r_d = 1. Computed in logs; 0 when the B or the C term vanished (then L_d is monotone in r_d and its
+    minimum sits at an end of (0, 1] whatever D_d^0), ``inf`` when the limit overflows a float."""
     p = params
-    return (p["B"] * (p["eta"] + p["beta"]) * (1 + p["eps"]) ** (p["gamma"] + 1) / (p["gamma"] * p["C"])) ** (1 / p["beta"])
+    log_c = _log_c(p)
+    if min(p["B"], p["gamma"], p["eta"] + p["beta"]) <= 0 or np.isneginf(log_c):
+        return 0.0
+    log_limit = (np.log(p["B"]) + np.log(p["eta"] + p["beta"]) + (p["gamma"] + 1) * np.log1p(p["eps"])
+                 - np.log(p["gamma"]) - log_c) / p["beta"]
+    with np.errstate(over="ignore"):
+        return float(np.exp(log_limit))
 
 
 def optimal_ratio_fixed_domain_data(params: dict[str, float], N0: float, D_d0: float) -> dict[str, float]:
