@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from .cache import CachedEmbedding, CachedSGD
 from .data import Batch, ClickLogGenerator, validate_batch
 from .embedding import SparseSGD
