@@ -83,12 +83,14 @@ def optimal_ratio_under_budget(L_g: Callable[[np.ndarray], np.ndarray], L_d: Cal
             "bound": bound, "binds": binds}
 
 
+def _log(x: float) -> float:
+    return float(np.log(x)) if x > 0 else -np.inf
+
+
 def _log_c(p: dict[str, float]) -> float:
     """log C of a fitted law: the law's own ``logC`` where it gives one (L3's C = C0 + C1 can overflow a
     float while its logarithm is fine), else log of ``C``."""
-    if "logC" in p:
-        return float(p["logC"])
-    return float(np.log(p["C"])) if p["C"] > 0 else -np.inf
+    return float(p["logC"]) if "logC" in p else _log(p["C"])
 
 
 def _scaled_power(log_coef: float, x: np.ndarray | float, power: float) -> np.ndarray:
@@ -99,10 +101,6 @@ def _scaled_power(log_coef: float, x: np.ndarray | float, power: float) -> np.nd
         return np.zeros_like(np.asarray(x, float))
     with np.errstate(over="ignore", under="ignore"):  # inf / 0 are the right limits here
         return np.exp(log_coef + power * np.log(x))
-
-
-def _log(x: float) -> float:
-    return float(np.log(x)) if x > 0 else -np.inf
 
 
 def fixed_domain_loss(params: dict[str, float], N0: float, D_d0: float, r: np.ndarray) -> np.ndarray:

@@ -94,7 +94,7 @@ class CachedEmbedding(EmbeddingStage):
             raise ValueError(f"capacity (cached fraction of rows) must be in [0, 1], got {capacity}")
         if packing not in PACKINGS:
             raise ValueError(f"unknown packing {packing!r}; valid: {', '.join(PACKINGS)}")
-        self.capacity, self.packing_kind = capacity, packing
+        self.capacity = capacity
         self.packing = PACKINGS[packing](schema, seed=seed, device="cpu", tables=tables)
         self.wide_table = self.packing.wide_table
         self.total_rows = self.packing.total_rows
@@ -190,7 +190,7 @@ class CachedEmbedding(EmbeddingStage):
             self.unique_hits += sum(len(h) for h in hit_pos)
             if grad:
                 self._pending += work
-        return Pooled(self.packing.assemble(pooled, batch.batch_size), self.packing._wide(batch, fi))
+        return Pooled(self.packing.assemble(pooled, batch.batch_size), self.packing.wide_part(batch, fi))
 
     def apply_sgd(self, lr: float) -> None:
         """SGD on every row the step's (micro-)batches touched: each working set's gradient, summed per

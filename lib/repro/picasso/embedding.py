@@ -182,7 +182,7 @@ class _PackedBase(EmbeddingStage):
     def fields_of(self, tables: list[torch.Tensor]) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def _wide(self, batch: Batch, fi: torch.Tensor) -> torch.Tensor:
+    def wide_part(self, batch: Batch, fi: torch.Tensor) -> torch.Tensor:
         """Fused wide part: one 1-wide lookup over all fields' bags, then a sum over fields."""
         out = F.embedding_bag(batch.ids + self.row_off[fi], self.wide_table, batch.offsets()[:-1], mode="sum",
                               sparse=True)
@@ -195,7 +195,7 @@ class _PackedBase(EmbeddingStage):
         fi = batch.field_index()
         pooled = [F.embedding_bag(idx, w, offs, mode="sum", sparse=True)
                   for (idx, offs), w in zip(self.plan(batch, fi), self.deep_tables(), strict=True)]
-        return Pooled(self.assemble(pooled, batch.batch_size), self._wide(batch, fi))
+        return Pooled(self.assemble(pooled, batch.batch_size), self.wide_part(batch, fi))
 
     def field_tables(self):
         return self.fields_of(self.deep_tables()), list(self.wide_table.split(list(self.schema.vocab)))
