@@ -34,3 +34,14 @@ def test_summary_matches_rows(measured):
     assert f["speedup_best_packed"] >= f["speedup_full_picasso"]
     assert s["goals"]["op_cut_ge_F_over_G"] == (f["lookup_cut_packed"] >= f["F_over_G"])
     assert f["full_picasso_vs_ebc"] is None  # no peers measured
+
+
+def test_bounds_check_cost_measures_both_alike():
+    """The bounds-check benchmark times checked and unchecked D-packed steps alternately (no speed assert:
+    the figures are the benchmark's, see ``python -m repro bench picasso``)."""
+    out = bench.bounds_check_cost(30, steps=2, batch=32)
+    assert set(out) == {"fields", "variant", "batch", "steps", "checked_ms", "unchecked_ms", "ratio", "paired_ratio",
+                        "check_ms"}
+    assert out["fields"] == 30 and out["variant"] == "dpacked" and out["steps"] == 2
+    assert out["ratio"] == pytest.approx(out["checked_ms"] / out["unchecked_ms"])
+    assert out["checked_ms"] > 0 and out["unchecked_ms"] > 0 and out["check_ms"] > 0

@@ -1,5 +1,7 @@
 """PICASSO training: every optimisation trains identically to the per-field baseline."""
 
+import io
+
 import pytest
 import torch
 
@@ -123,3 +125,95 @@ def test_timeline_and_stage_breakdown():
     br = stage_breakdown(model, opt, GEN.batches(2, 64))
     assert set(br) == {"embedding", "dense", "embedding_backward", "optimizer", "step"}
     assert all(v >= 0 for v in br.values())
+
+
+# ------------------------------------------------------------------------------ issue 10, items 15 and 16
+def _snapshot(model):
+    deep, wide = model.emb.field_tables()
+    return [t.detach().clone() for t in deep + wide] + [p.detach().clone() for p in model.dense_parameters()]
+
+
+@pytest.mark.parametrize("kind", ["baseline", "dpacked", "kpacked", "cached", "cached-k"])
+def test_interleaved_step_refuses_bad_id_and_updates_nothing(kind):
+    """A bad ID in the last of 3 interleaved micro-batches (C2's ID = V_2 + 5, read from C3's rows when
+    unchecked): ``train_step`` raises a ValueError naming C2, the ID and the range, after micro-batches 0-1
+    already ran backward, and nothing is updated: the next step equals that of a model that never saw it."""
+    model, ref = _model(kind), _model(kind)
+    opt, ref_opt = make_optimizers(model), make_optimizers(ref)
+    b = GEN.batch(0, 48)
+    sample = torch.arange(48).repeat_interleave(b.lengths[1])
+    pos = int(b.lengths[0].sum()) + int((sample >= 32).nonzero()[0])  # an ID of C2 in micro-batch 2
+    ids = b.ids.clone()
+    ids[pos] = SCHEMA.vocab[1] + 5
+    before = _snapshot(model)
+    bad = type(b)(ids, b.lengths, b.dense, b.labels)
+    msg = rf"field C2 \(index 1\): ID {SCHEMA.vocab[1] + 5} is outside its valid range \[0, {SCHEMA.vocab[1]}\)"
+    with pytest.raises(ValueError, match=msg):
+        train_step(model, opt, bad, micro_batches=3, interleave=True)
+    for x, y in zip(before, _snapshot(model), strict=True):
+        assert torch.equal(x, y)
+    assert all(p.grad is None for p in model.parameters())  # micro-batches 0-1's gradients dropped
+    assert getattr(model.emb, "_pending", []) == []  # and a cache's working sets
+    good = GEN.batch(1, 48)
+    assert train_step(model, opt, good, micro_batches=3, interleave=True) == pytest.approx(
+        train_step(ref, ref_opt, good, micro_batches=3, interleave=True), rel=1e-6)
+    for x, y in zip(_snapshot(ref), _snapshot(model), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-6)
+
+
+def test_train_without_validation_still_refuses_negative_id():
+    """Own case: ``train(validate=False)`` skips ``validate_batch``; the stage's own check still refuses a
+    negative ID (K-packing would read the previous field's rows)."""
+    model = _model("kpacked")
+
+    class Bad:
+        def batch(self, i, bs):
+            b = GEN.batch(i, bs)
+            b.ids[int(b.lengths[:6].sum())] = -1  # the first ID of C7 (index 6)
+            return b
+
+    assert int(GEN.batch(0, 32).lengths[6].sum()) > 0
+    with pytest.raises(ValueError, match=rf"field C7 \(index 6\): ID -1 is outside its valid range "
+                                         rf"\[0, {SCHEMA.vocab[6]}\)"):
+        train(model, Bad(), 1, 32, validate=False, progress=False)
+
+
+def _other_model(kind, name):
+    """The same architecture from other weights (tables, MLP) and, cached, another cache membership."""
+    kw = {"link_bytes_per_s": None, "packing": "kpacked" if kind == "cached-k" else "dpacked"}
+    st = make_stage(kind.split("-")[0], SCHEMA, tables=init_field_tables(SCHEMA, seed=5),
+                    **(kw if kind.startswith("cached") else {}))
+    if kind.startswith("cached"):
+        st.warm_up(GEN, 1, 32, start=2000)
+    return make_model(name, SCHEMA, st, hidden=(32, 16), seed=3)
+
+
+@pytest.mark.parametrize("kind, name", [("cached", "wdl"), ("cached-k", "deepfm"), ("baseline", "wdl"),
+                                        ("dpacked", "deepfm"), ("kpacked", "wdl")])
+def test_model_save_load_gives_same_outputs_and_training(kind, name):
+    """Issue case: the full path (cached D-packing, interleaved, W&D) saved after training and loaded into a
+    fresh model kept none of its deep embeddings. Now model + optimizer state round-trip through
+    ``torch.save``: same outputs, and the next interleaved step gives the same loss and the same model.
+    Own cases: DeepFM over the cache on K-packing, and the uncached stages."""
+    src = _model(kind, name)
+    opt = make_optimizers(src)
+    train(src, GEN, 2, 64, micro_batches=2, interleave=True, opt=opt, progress=False)
+    buf = io.BytesIO()
+    torch.save({"model": src.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf)
+    dst = _other_model(kind, name)
+    dst_opt = make_optimizers(dst)
+    probe = GEN.batch(777, 64)
+    with torch.no_grad():
+        assert not torch.equal(src(probe), dst(probe))
+        dst.load_state_dict(state["model"])
+        dst_opt.load_state_dict(state["opt"])
+        assert torch.equal(src(probe), dst(probe))
+    b = GEN.batch(2, 64)
+    assert train_step(src, opt, b, micro_batches=2, interleave=True) == train_step(
+        dst, dst_opt, b, micro_batches=2, interleave=True)
+    for x, y in zip(_snapshot(src), _snapshot(dst), strict=True):
+        assert torch.equal(x, y)
+    with torch.no_grad():
+        assert torch.equal(src(probe), dst(probe))

@@ -20,7 +20,9 @@ log-uniform in [100, 20000], dims 8/16/32 by vocabulary size, MLP 256-128-1):
 * a stage-time breakdown (embedding / dense / embedding backward / optimizer) for baseline, dpacked and
   packed+interleaved;
 * the caching sweep: hit rate, slow-tier bytes and samples/s of cached vs slow-tier-only as Zipf alpha
-  varies.
+  varies;
+* the cost of the ID bounds check every stage runs (:func:`bounds_check_cost`): median training-step time
+  of D-packing at 300 fields with and without the check, alternating step by step.
 
 Variants alternate in rounds (one step each per round) and medians are reported, so a change in the load
 of a shared machine hits all alike. Every variant starts from the same weights and sees the same batches.
@@ -115,9 +117,11 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
         rows += out["rows"]
         stages.update(out["stage_breakdown_s"])
     sweep = cache_sweep(26 if quick else 100, rounds=2 if quick else 4, device=device)
+    check = bounds_check_cost(300, steps=12 if quick else 40, device=device)
     summary = _summary(rows, field_counts)
+    summary["bounds_check_ratio_F300"] = check["ratio"]
     return {"rows": rows, "baseline": "baseline (per-field nn.EmbeddingBag loop, deep + wide)",
-            "summary": summary, "stage_breakdown_s": stages, "cache_sweep": sweep,
+            "summary": summary, "stage_breakdown_s": stages, "cache_sweep": sweep, "bounds_check": check,
             "config": {"batch": BATCH, "vocab_range": VOCAB, "alpha": ALPHA, "micro_batches": MICRO,
                        "cache_fraction": CACHE_FRAC, "link": LINK, "rounds": rounds, "threads": threads,
                        "mlp": [256, 128, 1], "device": device, "peers": peers,
@@ -200,6 +204,54 @@ def cache_sweep(F: int, *, rounds: int, alphas: tuple[float, ...] = (0.6, 1.05, 
                         "samples_per_s": batch / statistics.median(times[cap]),
                         "speedup_vs_slowtier": t0 / statistics.median(times[cap])})
     return out
+
+
+def bounds_check_cost(F: int = 300, *, steps: int = 40, batch: int = BATCH, device: str = "cpu",
+                      kind: str = "dpacked") -> dict[str, Any]:
+    """Median training-step time with and without the stages' ID bounds check (``stage.bounds_check``).
+
+    Two Wide&Deep models over the same ``kind`` stage and tables, stepped alternately on the same batches
+    (after one warm-up step each; which goes first alternates too), so machine load hits both alike.
+    ``ratio`` = checked / unchecked median step time; ``paired_ratio`` = median of the per-step ratios; ``check_ms`` = median time of the check
+    alone on the step's batch (the field index given, as a stage's forward has it), a figure less noisy
+    than the difference of two step times on a shared machine.
+    """
+    schema = make_schema(F, seed=0, vocab_range=VOCAB, alpha=ALPHA)
+    gen = ClickLogGenerator(schema, seed=0, device=device)
+    batches = gen.batches(4, batch)
+    tables = init_field_tables(schema, seed=0)
+    stage_cls = {"dpacked": DPackedEmbedding, "kpacked": KPackedEmbedding}[kind]
+    models = {}
+    for name, check in (("checked", True), ("unchecked", False)):
+        st = stage_cls(schema, tables=tables, device=device)
+        st.bounds_check = check
+        m = WideAndDeep(schema, st, seed=0).to(device)
+        models[name] = (m, make_optimizers(m))
+    times: dict[str, list[float]] = {k: [] for k in models}
+    check_s: list[float] = []
+    checker = models["checked"][0].emb
+    for m, opt in models.values():  # warm-up step each
+        train_step(m, opt, batches[0])
+    for r in range(steps):  # alternate, and alternate which goes first
+        for name in (("checked", "unchecked") if r % 2 == 0 else ("unchecked", "checked")):
+            m, opt = models[name]
+            _sync(device)
+            t0 = time.perf_counter()
+            train_step(m, opt, batches[r % len(batches)])
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+        b = batches[r % len(batches)]
+        fi = b.field_index()
+        _sync(device)
+        t0 = time.perf_counter()
+        checker.check_ids(b, fi)
+        _sync(device)
+        check_s.append(time.perf_counter() - t0)
+    on, off = statistics.median(times["checked"]), statistics.median(times["unchecked"])
+    return {"fields": F, "variant": kind, "batch": batch, "steps": steps, "checked_ms": 1e3 * on,
+            "unchecked_ms": 1e3 * off, "ratio": on / off, "check_ms": 1e3 * statistics.median(check_s),
+            "paired_ratio": statistics.median(x / y for x, y in zip(times["checked"], times["unchecked"],
+                                                                    strict=True))}
 
 
 PACKED_VARIANTS = ("dpacked", "kpacked", "packed+interleaved", FULL, "kpacked+interleaved+cached")

@@ -17,6 +17,11 @@ the cache, fetches misses from the slow tier, and pools from that working set. T
 (:class:`CachedSGD`) is sparse SGD on the working set, written through to the slow tier and to the cached
 copies (the store is always current, so the training maths is exactly that of an uncached table; writes
 are posted, not stalled on the link).
+
+The state dict holds the whole model: the fast-tier wide table, the slow-tier deep tables (``store.<t>``,
+saved from and loaded into host memory, never moved with the module) and the cache membership
+(``row_cached``); loading rebuilds the cached copies from the loaded store, so a loaded stage computes and
+trains exactly like the saved one.
 """
 
 from __future__ import annotations
@@ -82,7 +87,8 @@ class SlowTier:
 class CachedEmbedding(EmbeddingStage):
     """A packed stage (``packing`` = ``"dpacked"`` or ``"kpacked"``) whose deep tables live in a
     :class:`SlowTier`, with a hot-row cache in the fast tier. ``capacity`` = fraction of rows cached (0 =
-    no cache: every row over the slow link). The wide table stays a fast-tier parameter."""
+    no cache: every row over the slow link). The wide table stays a fast-tier parameter. ``state_dict()``
+    adds the slow-tier tables as ``store.<t>`` and the cache membership as ``row_cached``."""
 
     kind = "cached"
 
@@ -104,8 +110,7 @@ class CachedEmbedding(EmbeddingStage):
         dev = torch.device(device)
         self.dims = [t.shape[1] for t in self.store.tables]
         self.slot_of = [torch.full((t.shape[0],), -1, dtype=torch.int64, device=dev) for t in self.store.tables]
-        self.register_buffer("row_cached", torch.zeros(self.total_rows, dtype=torch.bool, device=dev),
-                             persistent=False)
+        self.register_buffer("row_cached", torch.zeros(self.total_rows, dtype=torch.bool, device=dev))
         self.cache = [torch.empty(0, d, device=dev) for d in self.dims]
         self.cached_rows = [torch.empty(0, dtype=torch.int64, device=dev) for _ in self.dims]
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -134,6 +139,10 @@ class CachedEmbedding(EmbeddingStage):
         self.row_cached.zero_()
         hot = torch.topk(counts.to(torch.float64), k, sorted=False).indices.to(self.row_cached.device)
         self.row_cached[hot] = True
+        self._fill_cache(hot)
+
+    def _fill_cache(self, hot: torch.Tensor) -> None:
+        """Cache the global rows ``hot``: slot maps and fast-tier copies of their current store values."""
         for t, rows in enumerate(self.packing.rows_of(hot)):
             self.slot_of[t].fill_(-1)
             self.slot_of[t][rows] = torch.arange(len(rows), device=rows.device)
@@ -145,7 +154,9 @@ class CachedEmbedding(EmbeddingStage):
         self.admit(self.row_counts(gen.batches(n_batches, batch_size, start)))
 
     def _global_rows(self, batch: Batch) -> torch.Tensor:
-        return batch.ids + self.packing.row_off[batch.field_index()]
+        fi = batch.field_index()
+        self.check_ids(batch, fi)  # a bad warm-up ID would count another field's row
+        return batch.ids + self.packing.row_off[fi]
 
     # ------------------------------------------------------------------------------------ lookup
     def reset_stats(self) -> None:
@@ -162,6 +173,7 @@ class CachedEmbedding(EmbeddingStage):
 
     def forward(self, batch: Batch) -> Pooled:
         fi = batch.field_index()
+        self.check_ids(batch, fi)
         plan = self.packing.plan(batch, fi)
         uniq, inv, slots, hit_pos, miss_pos = [], [], [], [], []
         for t, (idx, _) in enumerate(plan):
@@ -207,6 +219,36 @@ class CachedEmbedding(EmbeddingStage):
             self.store.add(t, u, step)
             self.cache[t].index_add_(0, hit_slots, step.index_select(0, hp))
 
+    # ------------------------------------------------------------------------------------ save / load
+    def _store_keys(self, prefix: str) -> list[str]:
+        return [f"{prefix}store.{t}" for t in range(len(self.store.tables))]
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)  # wide_table, row_cached
+        for key, table in zip(self._store_keys(prefix), self.store.tables, strict=True):
+            destination[key] = table if keep_vars else table.detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        keys = self._store_keys(prefix)
+        unexpected_keys[:] = [k for k in unexpected_keys if k not in keys]  # ours, not unknown to torch
+        for key, table in zip(keys, self.store.tables, strict=True):
+            if key not in state_dict:
+                if strict:
+                    missing_keys.append(key)
+                continue
+            v = state_dict[key]
+            if v.shape != table.shape:
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(v.shape)} from "
+                                  f"checkpoint, the shape in current model is {tuple(table.shape)}.")
+                continue
+            with torch.no_grad():
+                table.copy_(v)  # in place: the store keeps its (pinned) host memory
+        self.discard_pending()
+        self._fill_cache(self.row_cached.nonzero().squeeze(1))  # cached copies of the loaded store
+
     def discard_pending(self) -> None:
         with self._lock:
             self._pending = []
@@ -235,6 +277,13 @@ class CachedSGD:
     def __init__(self, stage: CachedEmbedding, lr: float) -> None:
         self.stage, self.lr = stage, lr
         self.wide = SparseSGD([stage.wide_table], lr=lr)
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "wide": self.wide.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = state["lr"]
+        self.wide.load_state_dict(state["wide"])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.stage.discard_pending()

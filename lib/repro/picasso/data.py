@@ -189,6 +189,33 @@ def validate_batch(batch: Batch, schema: Schema) -> None:
         raise BatchError(f"field {schema.names[f]} (index {f}) row {row}: {what}: {v}")
 
 
+def check_ids(ids: torch.Tensor, fi: torch.Tensor, vocab_hi: torch.Tensor, schema: Schema) -> None:
+    """Refuse any ID outside ``[0, V_f)`` of its field (the check on every embedding stage's hot path).
+
+    ``fi`` is the field of every ID (:meth:`Batch.field_index`), ``vocab_hi`` the per-field bound ``V_f - 1``
+    (int64 ``[F]``, on the IDs' device). One gather of the bounds and one reduction over all IDs, with a
+    single host sync, whatever the number of fields or tables; only a failing batch pays for the message::
+
+        ok  <=>  0 <= id <= V_f - 1  <=>  id >= 0 and V_f - 1 - id >= 0  <=>  (V_f - 1 - id) | id >= 0
+
+    (two's complement: a bitwise OR is negative iff either operand is). Raises :class:`BatchError` (a
+    ``ValueError``) naming the field, the offending ID and the valid range.
+    """
+    if ids.numel() == 0:
+        return
+    # [N]: (V_f - 1 - id) | id, in place on the gathered bounds (index_select: the fastest gather on CPU)
+    slack = vocab_hi.index_select(0, fi).sub_(ids).bitwise_or_(ids)
+    if int(slack.min()) >= 0:
+        return
+    bad = (ids < 0) | (ids > vocab_hi[fi])
+    j = int(bad.nonzero()[0])
+    f, v = int(fi[j]), int(ids[j])
+    n_bad = int(bad.sum())
+    more = f" ({n_bad} IDs out of range in this batch)" if n_bad > 1 else ""
+    raise BatchError(f"field {schema.names[f]} (index {f}): ID {v} is outside its valid range "
+                     f"[0, {schema.vocab[f]}){more}")
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 def zipf_ranks(u: torch.Tensor, V: torch.Tensor, alpha: float) -> torch.Tensor:
     """Inverse-CDF sample of a (continuous-approximation) Zipf law ``p(r) ~ (r+1)^-alpha`` on ``[0, V)``.

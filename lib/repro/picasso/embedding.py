@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import Batch, Schema, lengths_to_offsets
+from .data import Batch, Schema, check_ids, lengths_to_offsets
 
 
 @dataclass
@@ -59,7 +59,12 @@ def init_field_tables(schema: Schema, seed: int = 0) -> tuple[list[torch.Tensor]
 
 class EmbeddingStage(nn.Module):
     """Common interface. ``forward(batch) -> Pooled``; :meth:`field_tables` / :meth:`field_grads` give
-    per-field dense views for equivalence tests (small tables only)."""
+    per-field dense views for equivalence tests (small tables only).
+
+    Every forward first refuses IDs outside ``[0, V_f)`` of their field (:meth:`check_ids`): in a packed
+    table an out-of-range ID would otherwise silently read another field's rows. ``bounds_check = False``
+    turns the check off, only to measure its cost (``repro.bench.picasso.bounds_check_cost``).
+    ``state_dict()`` holds every table, so a stage round-trips through save and load."""
 
     kind = "abstract"
 
@@ -69,6 +74,15 @@ class EmbeddingStage(nn.Module):
         groups = schema.groups()
         self.group_dims = list(groups)
         self.group_fields = [groups[d] for d in self.group_dims]
+        self.bounds_check = True
+        self.register_buffer("vocab_hi", torch.tensor(schema.vocab, dtype=torch.int64) - 1, persistent=False)
+
+    def check_ids(self, batch: Batch, fi: torch.Tensor | None = None) -> None:
+        """Raise :class:`~repro.picasso.data.BatchError` (a ``ValueError``) naming the field, the ID and the
+        valid range if any ID of ``batch`` is outside its field's vocabulary (one vectorised check,
+        :func:`~repro.picasso.data.check_ids`); ``fi`` = ``batch.field_index()`` if already computed."""
+        if self.bounds_check:
+            check_ids(batch.ids, batch.field_index() if fi is None else fi, self.vocab_hi, self.schema)
 
     def field_tables(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         raise NotImplementedError
@@ -107,6 +121,7 @@ class PerFieldEmbedding(EmbeddingStage):
 
     def forward(self, batch: Batch) -> Pooled:
         B = batch.batch_size
+        self.check_ids(batch)
         # split the jagged batch per field (what KeyedJaggedTensor.split does), then loop over fields
         per_field_ids = batch.ids.split(batch.lengths.sum(1).tolist())
         offs = torch.cumsum(batch.lengths, 1) - batch.lengths  # [F, B] exclusive prefix sums, per field
@@ -193,6 +208,7 @@ class _PackedBase(EmbeddingStage):
 
     def forward(self, batch: Batch) -> Pooled:
         fi = batch.field_index()
+        self.check_ids(batch, fi)
         pooled = [F.embedding_bag(idx, w, offs, mode="sum", sparse=True)
                   for (idx, offs), w in zip(self.plan(batch, fi), self.deep_tables(), strict=True)]
         return Pooled(self.assemble(pooled, batch.batch_size), self.wide_part(batch, fi))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,19 @@ class Optimizers:
         if self.emb is not None:
             self.emb.step()
         self.dense.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both optimizers' states (Adam's moments, learning rates), for resuming training exactly."""
+        return {"emb": None if self.emb is None else self.emb.state_dict(), "dense": self.dense.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state["emb"] is None) != (self.emb is None):
+            raise ValueError("optimizer state: the saved and the current embedding optimizer differ "
+                             f"(saved {'none' if state['emb'] is None else 'one'}, "
+                             f"current {'none' if self.emb is None else 'one'})")
+        if self.emb is not None:
+            self.emb.load_state_dict(state["emb"])
+        self.dense.load_state_dict(state["dense"])
 
 
 @dataclass
@@ -142,6 +155,9 @@ def train_step(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches:
 
     ``micro_batches`` > 1 accumulates gradients over consecutive micro-batches; ``interleave`` runs the
     embedding forward of micro-batch ``i + 1`` concurrently with the dense stage of micro-batch ``i``.
+    Every embedding stage refuses IDs outside their field's vocabulary (a ``ValueError`` naming the field,
+    the ID and the range); a step that fails in any micro-batch drops its partial gradients and updates
+    nothing.
     """
     device = batch.ids.device
     cuda = device.type == "cuda"
@@ -181,17 +197,24 @@ def train_step(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches:
         return loss.detach()
 
     losses = []
-    if interleave and micro_batches > 1:
-        ex = _executor()
-        fut = ex.submit(embed, 0)
-        for i in range(micro_batches):
-            pooled, ev = fut.result()
-            if i + 1 < micro_batches:
-                fut = ex.submit(embed, i + 1)
-            losses.append(consume(i, pooled, ev))
-    else:
-        for i in range(micro_batches):
-            losses.append(consume(i, *embed(i)))
+    fut = None
+    try:
+        if interleave and micro_batches > 1:
+            ex = _executor()
+            fut = ex.submit(embed, 0)
+            for i in range(micro_batches):
+                pooled, ev = fut.result()
+                if i + 1 < micro_batches:
+                    fut = ex.submit(embed, i + 1)
+                losses.append(consume(i, pooled, ev))
+        else:
+            for i in range(micro_batches):
+                losses.append(consume(i, *embed(i)))
+    except BaseException:
+        if fut is not None:  # let an in-flight embedding finish before dropping what it recorded
+            wait([fut])
+        opt.zero_grad()  # no partial step: earlier micro-batches' gradients (and a cache's working sets) go
+        raise
     with _span(timeline, micro_batches - 1, "optimizer", device):
         if sparse is not None:
             sparse.join()

@@ -46,6 +46,7 @@ class _TableOrderStage(EmbeddingStage):
             starts.append(starts[-1] + d)
         self.col_idx = [torch.cat([torch.arange(starts[f], starts[f] + self.schema.dims[f]) for f in fs]).to(device)
                         for fs in self.group_fields]
+        self.vocab_hi = self.vocab_hi.to(device)  # the bounds check's per-field bounds
 
     def _groups(self, values: torch.Tensor) -> list[torch.Tensor]:
         B = values.shape[0]
@@ -81,6 +82,7 @@ class TorchRecEBCStage(_TableOrderStage):
     def forward(self, batch: Batch) -> Pooled:
         from torchrec import KeyedJaggedTensor
 
+        self.check_ids(batch)  # unchecked, EBC raises a RuntimeError that names no field
         kjt = KeyedJaggedTensor(keys=self.keys, values=batch.ids, lengths=batch.lengths.reshape(-1))
         deep = self.ebc(kjt).values()
         wide = self.wide_ebc(kjt).values().sum(1)
@@ -132,6 +134,7 @@ class FBGEMMTBEStage(_TableOrderStage):
         self._setup_columns(dev)
 
     def forward(self, batch: Batch) -> Pooled:
+        self.check_ids(batch)  # unchecked, TBE logs an error and reads row 0 instead
         offsets = batch.offsets()
         deep = self.tbe(batch.ids, offsets)
         wide = self.wide_tbe(batch.ids, offsets).view(batch.batch_size, -1, 4)[:, :, 0].sum(1)
