@@ -134,3 +134,35 @@ def test_numpy_values_are_recorded(tmp_path):
     rec.observe("c", np.array([1.0, 2.0]))
     doc = json.loads(rec.save(tmp_path).read_text())
     assert doc["values"]["arr"]["value"] == [0, 1, 2] and doc["values"]["scalar"]["value"] == 0.5
+
+
+def test_results_name_the_machine_and_hardware_claims(tmp_path):
+    """Every results JSON names the CPU model and instruction set beside the threads; a claim whose verdict
+    depends on the hardware is marked, and its rendered text names the machine."""
+    from repro.machine import machine_info, machine_label
+
+    rec = make(tmp_path)
+    rec.claim("speed", "ours is faster", rule=record.above(1.0), hardware=True)
+    rec.claim("fit", "a fit is good", rule=record.above(0.9))
+    doc = json.loads(rec.save(tmp_path).read_text())
+    m = doc["machine"]
+    assert m["cpu_model"] == machine_info()["cpu_model"] and m["isa"] in ("avx512", "avx2", "other")
+    assert isinstance(m["threads"], int) and m["threads"] >= 1 and m["torch_cpu_capability"]
+    speed, fit = doc["claims"]
+    assert speed["hardware"] is True and fit["hardware"] is False
+    assert record.claim_text(speed, m).endswith(f"measured on {machine_label(m)}]")
+    assert record.claim_text(fit, m) == "a fit is good"
+    html = record.claims_html(doc["claims"], m)
+    assert "verdict depends on the hardware" in html and html.count("depends on the hardware") == 1
+    del doc["machine"]["isa"]
+    with pytest.raises(jsonschema.ValidationError, match="isa"):
+        record.validate(doc)
+
+
+def test_machine_label_names_gpu_and_threads():
+    from repro.machine import machine_label
+
+    info = {"cpu_model": "AMD EPYC 7B13", "isa": "avx2", "threads": 1, "cpus": 2, "gpus": []}
+    assert machine_label(info) == "AMD EPYC 7B13 (avx2), 1 thread"
+    assert machine_label({**info, "threads": None, "gpus": ["NVIDIA H200"]}) == \
+        "AMD EPYC 7B13 (avx2), 2 threads, GPU NVIDIA H200"

@@ -19,14 +19,16 @@ from .profile import PROFILES
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
+    """Run notebooks; a bad request is one line on stderr naming what is wrong (exit 2), nothing started."""
+    from .profile import ProfileError
     from .runner import RunnerError, parse_overrides, run
 
     try:
         jobs = run(only=a.only, profile=a.profile, jobs=a.jobs, force=a.force, parameters=parse_overrides(a.p),
                    out=Path(a.out), notebooks=Path(a.notebooks), cell_timeout=a.cell_timeout, timeout=a.timeout,
                    heartbeat=a.heartbeat)
-    except RunnerError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RunnerError, ProfileError) as e:
+        print("error: " + str(e).replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

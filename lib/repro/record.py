@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .machine import machine_info
 
 SCHEMA_VERSION = 1
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -192,15 +193,18 @@ class Recorder:
 
     # -- declaring and observing ------------------------------------------------------------------
     def claim(self, id: str, text: str, *, rule: Rule, paper_value: Any = None, paper_ref: str | None = None,
-              unit: str | None = None) -> None:
-        """Declare a claim and the rule that will decide it, before its result is known."""
+              unit: str | None = None, hardware: bool = False) -> None:
+        """Declare a claim and the rule that will decide it, before its result is known.
+
+        ``hardware=True`` marks a claim whose verdict depends on the machine it is measured on (a speed,
+        a time): it is shown with the machine (the results JSON's ``machine``) wherever it is rendered."""
         if not isinstance(rule, Rule):
             raise TypeError(f"claim {id!r}: rule must be made with record.above/below/within, got {rule!r}")
         if id in self.claims:
             raise ValueError(f"claim {id!r} is declared twice")
         self.claims[id] = {"id": id, "text": text, "paper_value": _jsonable(paper_value), "paper_ref": paper_ref,
                            "unit": unit, "rule": rule.to_json(), "ours": None, "verdict": "inconclusive",
-                           "note": "not measured"}
+                           "note": "not measured", "hardware": bool(hardware)}
         self._rules[id] = rule
 
     def observe(self, id: str, values: float | Iterable[float], *, note: str | None = None) -> str:
@@ -237,7 +241,7 @@ class Recorder:
             "duration_s": round(time.perf_counter() - self._t0, 3),
             "git": _git(),
             "versions": _versions(),
-            "machine": {"platform": platform.platform(), "cpus": len(os.sched_getaffinity(0))},
+            "machine": machine_info(),
             "values": self.values,
             "claims": list(self.claims.values()),
         }
@@ -308,8 +312,19 @@ def fmt_paper(claim: dict[str, Any]) -> str:
     return f"{fmt_number(v)}{unit}{ref}"
 
 
-def claims_html(claims: list[dict[str, Any]]) -> str:
-    """The claims table as an HTML fragment (notebooks display it; the index embeds it)."""
+def claim_text(claim: dict[str, Any], machine: dict[str, Any] | None = None) -> str:
+    """The claim's sentence, with the machine named when its verdict depends on the hardware."""
+    if not claim.get("hardware"):
+        return claim["text"]
+    from .machine import machine_label
+
+    on = f": measured on {machine_label(machine)}" if machine else ""
+    return f"{claim['text']} [verdict depends on the hardware{on}]"
+
+
+def claims_html(claims: list[dict[str, Any]], machine: dict[str, Any] | None = None) -> str:
+    """The claims table as an HTML fragment (notebooks display it; the index embeds it). ``machine``: the
+    results' machine, named beside claims whose verdict depends on the hardware (this machine when None)."""
     if not claims:
         return "<p><em>No claims recorded.</em></p>"
     rows = []
@@ -318,7 +333,7 @@ def claims_html(claims: list[dict[str, Any]]) -> str:
         rows.append(
             "<tr>"
             f"<td><code>{html.escape(c['id'])}</code></td>"
-            f"<td>{html.escape(c['text'])}</td>"
+            f"<td>{html.escape(claim_text(c, machine or machine_info()))}</td>"
             f"<td>{html.escape(fmt_paper(c))}</td>"
             f"<td>{html.escape(fmt_ours(c['ours'], c.get('unit')))}</td>"
             f"<td>{html.escape(c['rule']['text'])}</td>"

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import paths
 from .papers import PAPERS, paper_for
-from .record import claims_html, fmt_ours, fmt_paper
+from .machine import machine_label
+from .record import claim_text, claims_html, fmt_ours, fmt_paper
 
 MATHJAX = "assets/mathjax/tex-svg-full.js"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -105,9 +106,10 @@ def _section(name: str, run: dict[str, Any], res: dict[str, Any] | None, out: Pa
                 f"seed{'s' if len(seeds) > 1 else ''} {html.escape(', '.join(map(str, seeds)))}",
                 f"run time {run.get('seconds', res.get('duration_s', 0)):.0f} s",
                 f"finished {html.escape(res.get('finished_at', ''))}",
-                f"git {html.escape((res.get('git') or {}).get('revision') or 'unknown')[:10]}"]
+                f"git {html.escape((res.get('git') or {}).get('revision') or 'unknown')[:10]}",
+                f"on {html.escape(machine_label(res['machine']))}" if res.get("machine") else ""]
         parts.append('<p class="meta">' + " · ".join(m for m in meta if m) + "</p>")
-        parts.append(claims_html(res.get("claims", [])))
+        parts.append(claims_html(res.get("claims", []), res.get("machine")))
     elif not failed:
         parts.append('<p class="missing">This run recorded no results.</p>')
     if has_page:
@@ -163,7 +165,7 @@ def scorecard_markdown(out: Path = paths.REPORTS) -> str:
     rows = ["| notebook | claim | paper | ours | verdict |", "| --- | --- | --- | --- | --- |"]
     for name, res in results.items():
         for c in res.get("claims", []):
-            cells = [f"{name} ({res['profile']})", f"`{c['id']}`: {c['text']}", fmt_paper(c),
+            cells = [f"{name} ({res['profile']})", f"`{c['id']}`: {claim_text(c, res.get('machine'))}", fmt_paper(c),
                      fmt_ours(c["ours"], c.get("unit")), f"**{c['verdict']}**"]
             rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     if len(rows) == 2:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
-import os
 import platform
 import statistics
 import time
@@ -27,26 +26,17 @@ from typing import Any
 
 from .. import paths
 
-BENCHES = ("gpt", "picasso")
+BENCHES = ("gpt", "picasso", "numerics")
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-                            "python": platform.python_version()}
-    try:
-        import torch
+    """The machine a benchmark ran on (:func:`repro.machine.machine_info`), with Python's and torch's versions."""
+    from ..machine import machine_info
 
-        info.update(torch=metadata.version("torch"), threads=torch.get_num_threads(),
-                    cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    except ImportError:
+    info: dict[str, Any] = {**machine_info(), "python": platform.python_version()}
+    try:
+        info["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
         pass
     return info
 
