@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from repro import paths
 from repro.dcpt.grid import Grid, GridSpec, cpt_run, eval_schedule, points, run_grid
 
 pytestmark = pytest.mark.slow
@@ -82,3 +83,171 @@ def test_stored_grid_point_retrains_to_its_stored_losses():
     assert [r["step"] for r in rows] == [r["step"] for r in kept]
     for key in ("L_g", "L_d", "D", "N"):
         np.testing.assert_allclose([r[key] for r in rows], [r[key] for r in kept], rtol=1e-5, err_msg=key)
+
+
+# -- issue 10, item 9: `dcpt grid` checks its arguments before any work ------------------------------------
+def test_cli_unknown_domain_is_one_line_naming_the_parameter(tmp_path):
+    """The listed case, end to end: `python -m repro dcpt grid --domains klingon` exits 2 with one line, no traceback,
+    and writes nothing."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "grid"
+    p = subprocess.run([sys.executable, "-m", "repro", "dcpt", "grid", "--domains", "klingon", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--domains" in lines[0] and "klingon" in lines[0] and "Traceback" not in p.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def _cli_error(capsys, argv):
+    from repro.dcpt.grid import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _stored_copy(tmp_path):
+    """A copy of the committed grid table (so that nothing a test runs can write to data/)."""
+    import shutil
+
+    for suffix in (".csv", ".json"):
+        shutil.copy(paths.DATA / "dcpt" / f"grid{suffix}", tmp_path / f"stored{suffix}")
+    return tmp_path / "stored"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--only", "s/code/r0.50", "s/klingon/r0.50"], "--only"),
+    (["--only", "s/code/r0.5"], "--only"),  # the id is written r0.50
+    (["--usage1", "klingon"], "--usage1"),
+    (["--usage1", "code", "--domains", "code"], "--usage1"),
+    (["--device", "quantum"], "--device"),
+    (["--device", "cuda:99"], "--device"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "one"], "--seed"),
+    (["--cross", "--domains", "code"], "--domains"),  # code is in the main grid, not in the cross-domain one
+])
+def test_cli_bad_arguments_are_one_line_naming_the_parameter(capsys, tmp_path, argv, flag):
+    out = _stored_copy(tmp_path) if "--usage1" in argv else tmp_path / "g"
+    line = _cli_error(capsys, argv + ["--out", str(out)])
+    assert line.startswith("python -m repro dcpt grid: error:") and flag in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if out.name == "g" else ["stored.csv", "stored.json"])
+
+
+def test_cli_refuses_another_spec_at_out_before_work(capsys, tmp_path):
+    """--seed 1 against a table made with seed 0: refused naming --out and the differing setting; nothing written."""
+    out = _stored_copy(tmp_path)
+    before = out.with_suffix(".json").read_bytes()
+    line = _cli_error(capsys, ["--seed", "1", "--out", str(out)])
+    assert "--out" in line and "seed" in line
+    assert out.with_suffix(".json").read_bytes() == before and not list(tmp_path.glob("*usage1*"))
+
+
+# -- issue 10, item 10: the base-model cache is keyed by all that decides its content ---------------------
+def _base(tmp_path, size, load=None, vocab=VOCAB, cache=None, **kw):
+    from repro.dcpt.grid import base_model
+
+    spec = GridSpec(**{**dict(sizes=(size,), domains=("code",), ratios=(0.0, 1.0), context=16, batch_size=4,
+                              base_steps=10, cpt_steps=12, warmup_steps=2, n_evals=4, eval_batches=2), **kw})
+    logs = []
+    model = base_model(spec, size, load or loader, vocab, cache=cache, log=logs.append)
+    return {k: v.clone() for k, v in model.state_dict().items()}, bool(logs)
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and (a[k] == b[k]).all() for k in a)
+
+
+def test_base_cache_tells_sizes_with_one_name_apart(tmp_path, monkeypatch):
+    """The listed case: ("xs", 1, 4, 32) used to load the weights cached for ("xs", 1, 2, 32) (same name, same shapes)."""
+    monkeypatch.setattr("repro.paths.BUILD", tmp_path / "build")
+    two, trained = _base(tmp_path, ("xs", 1, 2, 32))
+    assert trained
+    four, trained = _base(tmp_path, ("xs", 1, 4, 32))
+    assert trained and not _same(two, four)
+    fresh, _ = _base(tmp_path, ("xs", 1, 4, 32), cache=tmp_path / "elsewhere.pt")
+    assert _same(four, fresh)
+    again, trained = _base(tmp_path, ("xs", 1, 2, 32))  # the cache still serves what it holds
+    assert not trained and _same(again, two)
+
+
+def test_base_cache_tells_data_vocab_and_base_settings_apart(tmp_path, monkeypatch):
+    monkeypatch.setattr("repro.paths.BUILD", tmp_path / "build")
+    size = ("xs", 1, 2, 32)
+    ref, _ = _base(tmp_path, size)
+
+    def other_tokens(corpus, split):  # the same corpus rebuilt: other general training tokens
+        return (loader(corpus, split).astype(np.int64) * 7 % VOCAB).astype(np.uint16)
+
+    new_data, trained = _base(tmp_path, size, load=other_tokens)
+    assert trained and not _same(ref, new_data)
+    new_vocab, trained = _base(tmp_path, size, vocab=VOCAB + 8)  # used to fail loading (shape mismatch)
+    assert trained
+    new_lr, trained = _base(tmp_path, size, base_lr=1e-2)
+    assert trained and not _same(ref, new_lr)
+    same, trained = _base(tmp_path, size, cpt_steps=20)  # a CPT-only setting: the base model is the same
+    assert not trained and _same(ref, same)
+    # an explicit cache path whose recorded key is another's is not trusted
+    _base(tmp_path, size, cache=tmp_path / "mine.pt")
+    _, trained = _base(tmp_path, ("xs", 1, 4, 32), cache=tmp_path / "mine.pt")
+    assert trained
+
+
+def test_grid_table_is_resumed_only_from_the_same_inputs(tmp_path, monkeypatch):
+    """The table is a cache of runs too: resuming it with other token data is refused before any work."""
+    monkeypatch.setattr("repro.paths.BUILD", tmp_path / "build")
+    spec = tiny(tmp_path)
+    run_grid(spec, tmp_path / "grid", loader, VOCAB, only=["s/code/r0.00"], log=lambda s: None)
+
+    def other_tokens(corpus, split):
+        return (loader(corpus, split).astype(np.int64) * 7 % VOCAB).astype(np.uint16)
+
+    with pytest.raises(ValueError, match="other inputs .*general/train"):
+        run_grid(spec, tmp_path / "grid", other_tokens, VOCAB, log=lambda s: None)
+    with pytest.raises(ValueError, match="other inputs .*vocab"):
+        run_grid(spec, tmp_path / "grid", loader, VOCAB + 8, log=lambda s: None)
+    assert Grid.load(tmp_path / "grid").done() == {"s/code/r0.00"}
+
+
+# -- issue 10, item 11: run ids never collide ---------------------------------------------------------------
+def test_close_ratios_get_distinct_ids_and_keep_their_rows(tmp_path, monkeypatch):
+    """The listed case: 0.92 and 0.924 both got `xs/code/r0.92`, and the second run's rows replaced the first's."""
+    monkeypatch.setattr("repro.paths.BUILD", tmp_path / "build")
+    spec = GridSpec(sizes=(("xs", 1, 2, 16),), domains=("code",), ratios=(0.92, 0.924), context=16, batch_size=4,
+                    base_steps=10, cpt_steps=12, warmup_steps=2, n_evals=4, eval_batches=2)
+    assert [r[0] for r in spec.runs()] == ["xs/code/r0.92", "xs/code/r0.924"]
+    grid = run_grid(spec, tmp_path / "grid", loader, VOCAB, log=lambda s: None)
+    stored = Grid.load(tmp_path / "grid")
+    assert stored.done() == {"xs/code/r0.92", "xs/code/r0.924"}
+    assert sorted({r["r_d"] for r in stored.rows}) == [0.92, 0.924] and len(stored.rows) == 2 * len(spec.eval_steps())
+    info = grid.meta["runs"]["xs/code/r0.924"]
+    assert info["machine"]["cpu_model"] and info["machine"]["threads"] >= 1 and info["device"] == "cpu"
+
+
+def test_run_ids_are_distinct_and_the_stored_tables_keep_theirs():
+    from repro.dcpt.grid import ratio_text, run_id, spec_from_json
+
+    # floats that print alike at two decimals, or at all: each keeps its own id
+    for a, b in [(0.3, 0.1 + 0.2), (0.5, 0.5000001), (0.1, 0.1000000000000001), (0.0, 1e-300)]:
+        assert a != b and run_id("s", "code", a) != run_id("s", "code", b)
+        assert float(ratio_text(a)) == a and float(ratio_text(b)) == b
+    assert run_id("s", "code", 0.1) == "s/code/r0.10" and run_id("s", "code", -0.0) == "s/code/r0.00"
+    # the committed tables' ids are what their specs give now
+    for meta in sorted((paths.DATA / "dcpt").glob("grid*.json")):
+        stored = Grid.load(meta.with_suffix(""))
+        assert stored.done() <= {r[0] for r in spec_from_json(stored.meta["spec"]).runs()}, meta.name
+        assert {r["run"] for r in stored.rows} == stored.done()
+    # specs whose ids would collide are refused
+    base = dict(sizes=(("s", 1, 2, 16),), domains=("code",))
+    with pytest.raises(ValueError, match="ratios holds duplicates"):
+        GridSpec(**base, ratios=(0.5, 0.5))
+    with pytest.raises(ValueError, match="sizes holds duplicates"):
+        GridSpec(sizes=(("s", 1, 2, 16), ("s", 1, 4, 16)), domains=("code",))
+    with pytest.raises(ValueError, match="must not contain '/'"):  # "a/b" + "c" and "a" + "b/c" would both be a/b/c
+        GridSpec(sizes=(("a/b", 1, 2, 16),), domains=("c",))

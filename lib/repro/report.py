@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .papers import PAPERS, paper_for
 from .machine import machine_label
+from .papers import PAPERS, paper_for
 from .record import claim_text, claims_html, fmt_ours, fmt_paper
 
 MATHJAX = "assets/mathjax/tex-svg-full.js"

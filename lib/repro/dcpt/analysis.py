@@ -9,26 +9,90 @@ from typing import Any
 
 import numpy as np
 
-from .fit import Fit, Points, _cv_one, _fit_named, fit, parallel_map, resample_runs
+from . import _check
+from .fit import Fit, Points, _cv_one, _fit_named, check_splits, fit, parallel_map, resample_runs
 from .grid import points as grid_points
+from .grid import run_id
 from .laws import LAWS
+
+
+def _forms(forms: Sequence[str]) -> list[str]:
+    if isinstance(forms, str):
+        raise TypeError(f"forms must be a list of law names, got the str {forms!r}")
+    unknown = [f for f in forms if f not in LAWS]
+    if unknown:
+        raise ValueError(f"forms: unknown law(s) {unknown}; valid: {', '.join(LAWS)}")
+    if not forms:
+        raise ValueError("forms must name at least one law")
+    return list(forms)
 
 
 def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), jobs: int = 1, **fit_kw: Any) -> dict[str, Fit]:
     """Fit each named form to the same points (in ``jobs`` worker processes)."""
+    _check.instance("pts", pts, Points)
+    forms = _forms(forms)
     return dict(zip(forms, parallel_map(_fit_named, [(name, pts, fit_kw) for name in forms], jobs), strict=True))
 
 
-def forms_table(fits: dict[str, Fit], pts: Points):
-    """Forms x metrics on the fitted points: parameters, R^2, mean Huber, AIC, BIC."""
+def _fits(fits: Any) -> dict[str, Fit]:
+    if not isinstance(fits, dict) or not all(isinstance(f, Fit) for f in fits.values()):
+        raise TypeError("fits must be a dict {form: Fit} (what fit_forms returns)")
+    return fits
+
+
+def convergence_table(fits: dict[tuple[str, str], dict[str, Fit]]):
+    """One row per fit of ``fits[domain, side][form]``: whether L-BFGS converged (:class:`repro.dcpt.fit.Fit`),
+    how it ended (message, iterations, projected gradient) and its objective."""
     import pandas as pd
 
+    if not isinstance(fits, dict):
+        raise TypeError("fits must be a dict {(domain, side): {form: Fit}}")
     rows = []
-    for name, f in fits.items():
+    for (dom, side), by_form in fits.items():
+        for form, f in _fits(by_form).items():
+            rows.append({"domain": dom, "side": side, "form": form, "converged": f.converged,
+                         "iterations": f.iterations, "projected gradient": f.grad_norm, "objective": f.objective,
+                         "message": f.message})
+    return pd.DataFrame(rows).set_index(["domain", "side", "form"])
+
+
+def not_converged(fits: Any, forms: Sequence[str] = ("L3",)) -> list[str]:
+    """Labels of the fits that did not converge: ``"domain/side/form"`` for the ``forms`` of a dict
+    ``fits[domain, side][form]``, or the identifying columns of each row of a table of fits with a ``converged``
+    column (what :func:`heldout_table` and :func:`repro.dcpt.fit.cross_validate` give)."""
+    if hasattr(fits, "columns"):
+        _check.columns("fits", fits, ("converged",))
+        keys = [c for c in ("domain", "side", "law", "form", "protocol", "split") if c in fits.columns]
+        bad = fits[~fits["converged"].astype(bool)]
+        return ["/".join(str(row[k]) for k in keys) for _, row in bad.iterrows()]
+    if not isinstance(fits, dict):
+        raise TypeError("fits must be a dict {(domain, side): {form: Fit}} or a table with a converged column")
+    forms = _forms(forms)
+    return [f"{d}/{s}/{form}" for (d, s), by_form in fits.items() for form in forms
+            if form in _fits(by_form) and not by_form[form].converged]
+
+
+def convergence_note(failed: Sequence[str]) -> str:
+    """What a claim's note adds when fits it rests on did not converge ('' when all did)."""
+    if isinstance(failed, str):
+        raise TypeError("failed must be a list of labels (not_converged), got a str")
+    if not failed:
+        return ""
+    shown = ", ".join(list(failed)[:4]) + (f" and {len(failed) - 4} more" if len(failed) > 4 else "")
+    return f"; NOTE: rests on {len(failed)} fit(s) that did not converge ({shown})"
+
+
+def forms_table(fits: dict[str, Fit], pts: Points):
+    """Forms x metrics on the fitted points: parameters, R^2, mean Huber, AIC, BIC, and whether L-BFGS converged."""
+    import pandas as pd
+
+    _check.instance("pts", pts, Points)
+    rows = []
+    for name, f in _fits(fits).items():
         m, ic = f.metrics(pts), f.information(pts)
-        rows.append({"form": name, "law": LAWS[name].formula, "params": LAWS[name].n_params, "R2": m["r2"],
+        rows.append({"form": name, "law": f.law.formula, "params": f.law.n_params, "R2": m["r2"],
                      "Huber": m["huber"], "RMSE(log)": m["rmse_log"], "AIC": ic["aic"], "BIC": ic["bic"],
-                     "fit s": f.seconds})
+                     "converged": f.converged, "fit s": f.seconds})
     return pd.DataFrame(rows).set_index("form")
 
 
@@ -42,6 +106,13 @@ def heldout_table(pts: Points, splits: list, forms: Sequence[str], *, warm: dict
     """
     import pandas as pd
 
+    _check.instance("pts", pts, Points)
+    forms = _forms(forms)
+    splits = check_splits(pts, splits)
+    if warm is not None:
+        missing = [f for f in forms if f not in _fits(warm)]
+        if missing:
+            raise ValueError(f"warm lacks fits of {missing}")
     tasks = []
     for name in forms:
         kw = dict(fit_kw)
@@ -59,7 +130,9 @@ def trend_check(frame, which: str = "domain") -> dict[str, Any]:
     is larger at the larger ratio (D differences of neighbouring ratios). Returns the share of differences
     with the claimed sign, per ratio and overall.
     """
+    _check.which(which)
     loss = "L_d" if which == "domain" else "L_g"
+    _check.columns("frame", frame, ("run", "size", "domain", "step", "r_d", "D", loss))
     f = frame[frame["step"] > 0].copy()
     f["r"] = f["r_d"] if which == "domain" else 1 - f["r_d"]
     dD, dr, dDr = [], [], []
@@ -93,6 +166,9 @@ def trend_check(frame, which: str = "domain") -> dict[str, Any]:
 
 def trends_above(check: dict[str, Any], min_r: float) -> dict[str, float]:
     """The trend shares counting only ratios at or above ``min_r`` (the paper excludes r below the inflection)."""
+    if not isinstance(check, dict) or "_pairs" not in check:
+        raise TypeError("check must be what trend_check returned")
+    min_r = _check.real("min_r", min_r)
     out = {}
     for key, name in (("dD", "dL/dD<0"), ("dr", "dL/dr<0"), ("dDr", "d2L/dDdr<0")):
         v = [d < 0 for r, d in check["_pairs"][key] if r >= min_r]
@@ -102,7 +178,9 @@ def trends_above(check: dict[str, Any], min_r: float) -> dict[str, float]:
 
 def inflection_ratio(frame, which: str = "domain") -> float:
     """The largest ratio at which some run's loss rises with D over its second half (App. I.3); 0 if none."""
+    _check.which(which)
     loss = "L_d" if which == "domain" else "L_g"
+    _check.columns("frame", frame, ("run", "step", "r_d", "D", loss))
     worst = 0.0
     for _, run in frame[frame["step"] > 0].groupby("run"):
         run = run.sort_values("D")
@@ -122,8 +200,11 @@ def _paired_draw(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, pick: 
                             d_min=base.d_min, extra_starts=[base.theta]))
         except ValueError:
             return None
-    return {"general": fits[0].params, "domain": fits[1].params,
-            "derived": derived(fits[0], fits[1]) if derived else {}}
+    try:
+        out = derived(fits[0], fits[1]) if derived else {}
+    except ValueError:  # e.g. no ratio meets usage 1's budget under this draw's laws
+        return None
+    return {"general": fits[0].params, "domain": fits[1].params, "derived": out}
 
 
 def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *, n_boot: int = 40, seed: int = 0,
@@ -132,7 +213,18 @@ def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *,
     """Bootstrap over runs for a general and a domain law together: each draw takes runs with replacement, the
     same runs for both laws, refits both (from their full-data optima and ``n_starts`` grid starts) and
     evaluates ``derived(fit_general, fit_domain)`` (e.g. usage 1's r_d*). Returns ``{"general": {param:
-    samples}, "domain": {...}, "derived": {name: samples}}``; draws where a refit fails are dropped from all."""
+    samples}, "domain": {...}, "derived": {name: samples}}``; draws where a refit or ``derived`` fails
+    (``ValueError``) are dropped from all."""
+    for name, v in (("general", general), ("domain", domain)):
+        _check.instance(name, v, Points)
+        if v.run is None:
+            raise ValueError(f"{name} needs the run of every point")
+    _check.instance("fit_g", fit_g, Fit)
+    _check.instance("fit_d", fit_d, Fit)
+    n_boot, seed = _check.integer("n_boot", n_boot, 1), _check.integer("seed", seed, 0)
+    n_starts, grid_size = _check.integer("n_starts", n_starts, 0), _check.integer("grid_size", grid_size, 1)
+    if derived is not None:
+        _check.callable_("derived", derived)
     runs = np.unique(domain.run)
     if not np.array_equal(runs, np.unique(general.run)):
         raise ValueError("the general and domain points must come from the same runs")
@@ -152,7 +244,8 @@ def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *,
 
 def usage1_derived(N0: float, D0: float, L_g0: float, T: float) -> Callable[[Fit, Fit], dict[str, float]]:
     """Usage 1's r_d* and its predicted losses from a (general, domain) pair of fits, for :func:`paired_bootstrap`."""
-    return _Usage1(N0, D0, L_g0, T)
+    return _Usage1(_check.positive("N0", N0), _check.positive("D0", D0), _check.positive("L_g0", L_g0),
+                   _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True, hint="0.03 for 3 %"))
 
 
 @dataclass(frozen=True)
@@ -184,11 +277,15 @@ def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PR
     """
     import pandas as pd
 
+    _check.columns("frame", frame, ("size", "domain", "r_d", "step", "L_d"))
+    r_d = _check.fraction("r_d", r_d)
+    if len(steps) != 3 or any(_check.integer("steps", st, 0) < 0 for st in steps) or not steps[0] < steps[1] < steps[2]:
+        raise ValueError(f"steps must be three increasing step numbers (k1, k2, k3), got {tuple(steps)}")
     rows = []
     for dom, f in frame[(frame["size"] == size) & np.isclose(frame["r_d"], r_d)].groupby("domain"):
         f = f.sort_values("step")
         if not (f["step"] == 0).any():
-            raise ValueError(f"probe run {size}/{dom}/r{r_d:.2f} has no step-0 evaluation")
+            raise ValueError(f"probe run {run_id(size, dom, r_d)} has no step-0 evaluation")
         at = [int(f["step"].iloc[np.abs(f["step"].to_numpy() - s).argmin()]) for s in steps]
         L = dict(zip(f["step"].astype(int), f["L_d"], strict=True))
         L0 = L[0]
@@ -201,6 +298,9 @@ def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PR
 
 def cross_points(frame, which: str, probes, min_step: int = 1) -> Points:
     """The fitting points of :func:`repro.dcpt.grid.points` with each row's domain probe features k1, k2, k3."""
+    _check.which(which)
+    _check.columns("probes", probes, ("k1", "k2", "k3"))
+    _check.columns("frame", frame, ("domain",))
     missing = sorted(set(frame["domain"]) - set(probes.index))
     if missing:
         raise ValueError(f"no probe features for domains {missing}")
@@ -215,6 +315,11 @@ def cross_points(frame, which: str, probes, min_step: int = 1) -> Points:
 def plot_loss_vs_ratio(ax, frame, fit_: Fit, which: str, size: str, steps: Sequence[int],
                        held_out: Sequence[float] = (), title: str | None = None) -> None:
     """The paper's Fig. 1: loss against ratio at several data sizes; fitted law dashed, held-out ratios as stars."""
+    _check.which(which)
+    _check.instance("fit_", fit_, Fit)
+    _check.columns("frame", frame, ("size", "r_d", "step", "N", "D", "L_d", "L_g"))
+    if size not in set(frame["size"]):
+        raise ValueError(f"size {size!r} is not in the frame (sizes: {sorted(set(frame['size']))})")
     f = frame[(frame["size"] == size)]
     loss = "L_d" if which == "domain" else "L_g"
     r_all = f["r_d"] if which == "domain" else 1 - f["r_d"]
@@ -241,8 +346,13 @@ def plot_loss_vs_D(ax, frame, fit_: Fit, which: str, size: str, domain: str) -> 
     """Loss against CPT tokens per ratio (log x), fitted law dashed."""
     import matplotlib.cm as cm
 
+    _check.which(which)
+    _check.instance("fit_", fit_, Fit)
+    _check.columns("frame", frame, ("size", "domain", "r_d", "step", "D", "L_d", "L_g"))
     f = frame[(frame["size"] == size) & (frame["domain"] == domain) & (frame["step"] > 0)]
     loss = "L_d" if which == "domain" else "L_g"
+    if f.empty:
+        raise ValueError(f"no run of size {size!r} and domain {domain!r} in the frame")
     ratios = sorted(f["r_d"].unique())
     for i, rd in enumerate(ratios):
         g = f[f["r_d"] == rd].sort_values("D")

@@ -23,9 +23,13 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from .laws import Law
+from . import _check
+from .laws import Law, check_law
 
 DELTA = 1e-3
+SENTINEL = 1e30  # the scaled objective where the law overflows (L-BFGS backs off from it)
+MAXITER = 10_000  # L-BFGS iterations per start (the stored grid's slowest fit needs about 2,700)
+STALL_RTOL = 1e-10  # a restart after a line-search failure that gains less than this (relative) confirms a minimum
 
 
 # -- data ----------------------------------------------------------------------------------------------
@@ -49,11 +53,17 @@ class Points:
 
     def __post_init__(self) -> None:
         n = None
+        for name in ("N", "D", "r", "L"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} is required (got None)")
         for name in ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3"):
             v = getattr(self, name)
             if v is None:
                 continue
-            arr = np.asarray(v) if name in ("run", "domain") else np.asarray(v, dtype=float)
+            try:
+                arr = np.asarray(v) if name in ("run", "domain") else np.asarray(v, dtype=float)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"{name} must hold numbers: {e}") from None
             object.__setattr__(self, name, arr)
             if arr.ndim != 1:
                 raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
@@ -81,11 +91,22 @@ class Points:
         return len(self.L)
 
     def subset(self, mask: np.ndarray) -> Points:
+        """The rows where the boolean ``mask`` (one entry per row) is true, or the rows at integer indices."""
         mask = np.asarray(mask)
+        if mask.dtype == bool:
+            if mask.shape != (self.n,):
+                raise ValueError(f"mask must have one entry per point ({self.n}), got shape {mask.shape}")
+        elif np.issubdtype(mask.dtype, np.integer) and mask.ndim == 1:
+            if mask.size and (mask.min() < -self.n or mask.max() >= self.n):
+                raise ValueError(f"mask holds indices outside [0, {self.n})")
+        else:
+            raise TypeError(f"mask must be a boolean mask or integer indices, got dtype {mask.dtype}")
         return Points(**{k: None if getattr(self, k) is None else getattr(self, k)[mask]
                          for k in ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3")})
 
     def X(self, d_min: float) -> dict[str, np.ndarray]:
+        """The law's inputs: N, D, r, their logs, D_min (positive), and the probe features present."""
+        d_min = _check.positive("d_min", d_min)
         X = {"N": self.N, "D": self.D, "r": self.r, "lN": np.log(self.N), "lD": np.log(self.D), "d_min": d_min}
         for k in ("k1", "k2", "k3"):
             if getattr(self, k) is not None:
@@ -94,20 +115,42 @@ class Points:
 
     @classmethod
     def from_frame(cls, df: Any, **columns: str) -> Points:
-        """From a table with columns N, D, r, L (rename with keyword arguments, e.g. ``L="loss"``)."""
-        names = {k: columns.get(k, k) for k in ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3")}
+        """From a table with columns N, D, r, L (rename with keyword arguments, e.g. ``L="loss"``).
+
+        N, D, r, L must be there; run, domain, k1, k2, k3 are taken where the table has them."""
+        fields = ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3")
+        unknown = sorted(set(columns) - set(fields))
+        if unknown:
+            raise TypeError(f"from_frame got unknown field(s) {unknown}; fields: {', '.join(fields)}")
+        if not hasattr(df, "__getitem__") or not hasattr(df, "__contains__"):
+            raise TypeError(f"df must be a table (pandas DataFrame or dict of columns), got {type(df).__name__}")
+        names = {k: columns.get(k, k) for k in fields}
+        have = list(getattr(df, "columns", df))
+        for k in ("N", "D", "r", "L"):
+            if names[k] not in df:
+                raise ValueError(f"column {names[k]!r} for {k} is not in the table (columns: {have}); "
+                                 f"name it with {k}=\"...\"")
         return cls(**{k: (np.asarray(df[c]) if c in df else None) for k, c in names.items()})
 
 
 # -- metrics ---------------------------------------------------------------------------------------------
-def huber(residual: np.ndarray, delta: float = DELTA) -> np.ndarray:
-    """Huber loss per residual: r^2/2 inside [-delta, delta], delta(|r| - delta/2) outside."""
+def _huber(residual: np.ndarray, delta: float) -> np.ndarray:
     a = np.abs(residual)
     return np.where(a <= delta, 0.5 * residual**2, delta * (a - 0.5 * delta))
 
 
+def huber(residual: np.ndarray, delta: float = DELTA) -> np.ndarray:
+    """Huber loss per residual: r^2/2 inside [-delta, delta], delta(|r| - delta/2) outside."""
+    delta = _check.positive("delta", delta)
+    return _huber(_check.array("residual", residual), delta)
+
+
 def r2(L: np.ndarray, L_hat: np.ndarray) -> float:
-    """Coefficient of determination of predictions ``L_hat`` for observed ``L``."""
+    """Coefficient of determination of predictions ``L_hat`` for observed ``L`` (NaN when L is constant:
+    R^2 is undefined there)."""
+    L, L_hat = _check.array("L", L), _check.array("L_hat", L_hat)
+    if L.shape != L_hat.shape or L.size == 0:
+        raise ValueError(f"L and L_hat must have the same non-empty shape, got {L.shape} and {L_hat.shape}")
     ss_res = float(np.sum((L - L_hat) ** 2))
     ss_tot = float(np.sum((L - np.mean(L)) ** 2))
     return 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
@@ -116,6 +159,15 @@ def r2(L: np.ndarray, L_hat: np.ndarray) -> float:
 # -- the fit -----------------------------------------------------------------------------------------
 @dataclass
 class Fit:
+    """A fitted law.
+
+    ``converged``: the best start's L-BFGS run stopped by its own test (relative reduction of the objective
+    below ftol, or projected gradient below gtol), or stopped because its line search found no decrease and a
+    fresh restart from there gains less than ``STALL_RTOL`` (relative): a minimum to float precision. It is
+    False when the run hit the iteration limit (``maxiter``). ``message``, ``iterations`` (restarts included)
+    and ``grad_norm`` (max-norm of the projected gradient of the scaled objective sum(Huber)/delta at the
+    optimum) say how it ended."""
+
     law: Law
     theta: np.ndarray
     d_min: float
@@ -126,9 +178,16 @@ class Fit:
     seconds: float
     converged: bool
     params: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    iterations: int = 0
+    grad_norm: float = float("nan")
+
+    def _points(self, points: Points) -> dict[str, np.ndarray]:
+        _check.instance("points", points, Points)
+        return points.X(self.d_min)
 
     def log_predict(self, points: Points) -> np.ndarray:
-        return self.law.log_predict(self.theta, points.X(self.d_min))[0][0]
+        return self.law.log_predict(self.theta, self._points(points))[0][0]
 
     def predict(self, points: Points) -> np.ndarray:
         return np.exp(self.log_predict(points))
@@ -136,7 +195,7 @@ class Fit:
     def metrics(self, points: Points) -> dict[str, float]:
         """R^2 (raw loss), mean Huber on log residuals, RMSE of log residuals, on any points."""
         res = self.log_predict(points) - np.log(points.L)
-        return {"r2": r2(points.L, np.exp(self.log_predict(points))), "huber": float(np.mean(huber(res))),
+        return {"r2": r2(points.L, np.exp(self.log_predict(points))), "huber": float(np.mean(_huber(res, DELTA))),
                 "rmse_log": float(np.sqrt(np.mean(res**2))), "n": points.n}
 
     def information(self, points: Points) -> dict[str, float]:
@@ -152,17 +211,30 @@ def _objective(law: Law, X: dict[str, np.ndarray], logL: np.ndarray, delta: floa
         with np.errstate(all="ignore"):
             lp, G = law.log_predict(theta, X, grad=True)
             res = lp[0] - logL
-            val = float(np.sum(huber(res, delta))) / delta  # scaled: L-BFGS's tolerances are absolute-ish
+            val = float(np.sum(_huber(res, delta))) / delta  # scaled: L-BFGS's tolerances are absolute-ish
             g = (G[0] * np.clip(res, -delta, delta)).sum(axis=1) / delta  # no BLAS: tiny, and BLAS threads spin
         if not np.isfinite(val) or not np.all(np.isfinite(g)):
-            return 1e30, np.zeros_like(theta)
+            return SENTINEL, np.zeros_like(theta)
         return val, g
 
     return f
 
 
+def projected_gradient(g: np.ndarray, x: np.ndarray, bounds: Sequence[tuple[float | None, float | None]]) -> np.ndarray:
+    """The gradient with the components that push against an active bound set to 0 (first-order optimality
+    under bounds: this is 0 at a constrained minimum)."""
+    pg = np.array(g, dtype=float)
+    for j, (lo, hi) in enumerate(bounds):
+        if (lo is not None and x[j] <= lo and pg[j] > 0) or (hi is not None and x[j] >= hi and pg[j] < 0):
+            pg[j] = 0.0
+    return pg
+
+
 def grid_starts(law: Law, grid_size: int | None = None, seed: int = 0) -> np.ndarray:
     """The law's initialisation grid (all of it, or ``grid_size`` seeded random points), clipped to bounds."""
+    check_law(law)
+    grid_size = _check.optional_integer("grid_size", grid_size, 1)
+    seed = _check.integer("seed", seed, 0)
     values = [np.asarray(law.grid[n], float) for n in law.names]
     total = math.prod(len(v) for v in values)
     if grid_size is None or grid_size >= total:
@@ -180,51 +252,105 @@ def grid_starts(law: Law, grid_size: int | None = None, seed: int = 0) -> np.nda
 
 def grid_objective(law: Law, starts: np.ndarray, X: dict[str, np.ndarray], logL: np.ndarray,
                    delta: float = DELTA, chunk_cells: int = 4_000_000) -> np.ndarray:
-    """Sum of Huber at each start row, vectorised over starts in chunks."""
+    """Sum of Huber at each start row, vectorised over starts in chunks (inf where the law overflows)."""
+    check_law(law)
+    starts = _check.array("starts", starts, ndim=2)
+    logL = _check.array("logL", logL, ndim=1)
+    delta = _check.positive("delta", delta)
+    chunk_cells = _check.integer("chunk_cells", chunk_cells, 1)
     out = np.empty(len(starts))
     step = max(1, chunk_cells // max(1, len(logL)))
     with np.errstate(all="ignore"):
         for i in range(0, len(starts), step):
             lp, _ = law.log_predict(starts[i:i + step], X)
-            out[i:i + step] = huber(lp - logL, delta).sum(axis=1)
+            out[i:i + step] = _huber(lp - logL, delta).sum(axis=1)
     out[~np.isfinite(out)] = np.inf
     return out
 
 
 def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None = None, seed: int = 0,
         delta: float = DELTA, d_min: float | None = None, extra_starts: Sequence[np.ndarray] = (),
-        maxiter: int = 2000) -> Fit:
-    """Fit ``law`` to ``points``: evaluate the initialisation grid, L-BFGS from the best ``n_starts``."""
+        maxiter: int = MAXITER) -> Fit:
+    """Fit ``law`` to ``points``: evaluate the initialisation grid, L-BFGS from the best ``n_starts``.
+
+    ``d_min``: D_min of the constraint trick, by default the smallest D of the points; it must be positive and
+    not above the smallest D (the constraint only holds for D >= D_min). Raises ``ValueError`` when no start
+    reaches a finite objective (the law overflows everywhere L-BFGS went); see :class:`Fit` for ``converged``.
+    """
+    check_law(law)
+    _check.instance("points", points, Points)
+    n_starts = _check.integer("n_starts", n_starts, 0)
+    grid_size = _check.optional_integer("grid_size", grid_size, 1)
+    seed = _check.integer("seed", seed, 0)
+    delta = _check.positive("delta", delta)
+    maxiter = _check.integer("maxiter", maxiter, 1)
+    extra = []
+    for i, x0 in enumerate(extra_starts):
+        x0 = _check.array(f"extra_starts[{i}]", x0, ndim=1)
+        if x0.shape != (law.n_params,):
+            raise ValueError(f"extra_starts[{i}] has {x0.size} values, {law.name} has {law.n_params} parameters")
+        extra.append(x0)
     if points.n <= law.n_params:
         raise ValueError(f"{law.name} has {law.n_params} parameters: it needs more than {law.n_params} points, "
                          f"got {points.n}")
-    if n_starts < 0 or (n_starts == 0 and not len(extra_starts)):
+    if n_starts == 0 and not extra:
         raise ValueError(f"n_starts must be at least 1 (or 0 with extra_starts), got {n_starts}")
-    if law.name.startswith("cross-") and points.k1 is None:
-        raise ValueError(f"{law.name} needs the probe features k1, k2 (and k3 for K4) in the points")
+    missing = [k for k in law.features if getattr(points, k) is None]
+    if missing:
+        raise ValueError(f"{law.name} needs the probe features {', '.join(missing)} in the points")
     t0 = time.perf_counter()
-    d_min = float(points.D.min() if d_min is None else d_min)
+    if d_min is None:
+        d_min = float(points.D.min())
+    else:
+        d_min = _check.positive("d_min", d_min)
+        if d_min > points.D.min() * (1 + 1e-12):
+            raise ValueError(f"d_min = {d_min:g} is above the smallest D of the points ({points.D.min():g}): the "
+                             "constraint trick only holds for D >= D_min")
     X, logL = points.X(d_min), np.log(points.L)
     starts = grid_starts(law, grid_size, seed) if n_starts else np.zeros((0, law.n_params))
     scores = grid_objective(law, starts, X, logL, delta) if n_starts else np.zeros(0)
     order = np.argsort(scores, kind="stable")[:n_starts]
-    chosen = [starts[i] for i in order if np.isfinite(scores[i])] + [np.asarray(s, float) for s in extra_starts]
+    chosen = [starts[i] for i in order if np.isfinite(scores[i])] + extra
     if not chosen:
         raise ValueError(f"{law.name}: the objective is not finite at any start")
     bounds = [law.bounds.get(n, (None, None)) for n in law.names]
     f = _objective(law, X, logL, delta)
+
+    def lbfgs(x0: np.ndarray):
+        return minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                        options={"maxiter": maxiter, "maxfun": 4 * maxiter, "ftol": 1e-14, "gtol": 1e-10})
+
     best = None
     # line searches probe far-out parameters where exp/power overflow; those points score inf and are left
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for x0 in chosen:
-            res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-10})
+            res = lbfgs(x0)
             if best is None or res.fun < best.fun:
                 best = res
+        if not best.fun < SENTINEL:
+            raise ValueError(f"{law.name}: no start reached a finite objective ({len(chosen)} L-BFGS runs all ended "
+                             "where the law or its gradient overflows); the starts or the data are out of the law's "
+                             "range")
+        # status 2: the line search found no decrease. Restart with a fresh memory: no gain confirms a minimum
+        iterations, stalled = int(best.nit), False
+        for _ in range(3):
+            if best.status != 2:
+                break
+            again = lbfgs(best.x)
+            iterations += int(again.nit)
+            gain = best.fun - again.fun
+            if again.fun <= best.fun:
+                best = again
+            if gain <= STALL_RTOL * max(1.0, abs(float(best.fun))):
+                stalled = True
+                break
         theta = np.asarray(best.x)
         params = law.params(theta, {"d_min": d_min})
+    pg = float(np.max(np.abs(projected_gradient(best.jac, theta, bounds))))
+    converged = bool(best.status == 0 or (best.status == 2 and stalled))
+    message = best.message if isinstance(best.message, str) else best.message.decode()
     return Fit(law, theta, d_min, float(best.fun) * delta, points.n, len(chosen), len(starts),
-               time.perf_counter() - t0, bool(best.success), params)
+               time.perf_counter() - t0, converged, params, message=message, iterations=iterations, grad_norm=pg)
 
 
 # -- generalisation protocols -----------------------------------------------------------------------
@@ -233,6 +359,8 @@ Split = tuple[str, np.ndarray, np.ndarray]  # (name, train mask, test mask)
 
 def ratio_splits(points: Points, n_test: int = 2) -> list[Split]:
     """Fit on all ratios but ``n_test``, test on those: every combination (36 for 9 ratios and 2)."""
+    _check.instance("points", points, Points)
+    n_test = _check.integer("n_test", n_test, 1)
     ratios = np.unique(points.r)
     if len(ratios) <= n_test:
         raise ValueError(f"need more than {n_test} distinct ratios, got {len(ratios)}")
@@ -245,6 +373,7 @@ def ratio_splits(points: Points, n_test: int = 2) -> list[Split]:
 
 def thirds_splits(points: Points) -> list[Split]:
     """Split each run's points into three contiguous thirds of D; fold i tests third i."""
+    _check.instance("points", points, Points)
     if points.run is None:
         raise ValueError("thirds_splits needs the run of every point")
     third = np.zeros(points.n, dtype=int)
@@ -257,6 +386,7 @@ def thirds_splits(points: Points) -> list[Split]:
 
 def size_splits(points: Points) -> list[Split]:
     """Leave one model size out."""
+    _check.instance("points", points, Points)
     sizes = np.unique(points.N)
     if len(sizes) < 2:
         raise ValueError("need at least two model sizes")
@@ -265,6 +395,8 @@ def size_splits(points: Points) -> list[Split]:
 
 def domain_splits(points: Points, n_test: int = 2) -> list[Split]:
     """Fit on all domains but ``n_test``, test on those (15 splits for 6 domains and 2)."""
+    _check.instance("points", points, Points)
+    n_test = _check.integer("n_test", n_test, 1)
     if points.domain is None:
         raise ValueError("domain_splits needs the domain of every point")
     domains = np.unique(points.domain)
@@ -288,7 +420,7 @@ def _cv_one(law_name: str, points: Points, split: Split, fit_kw: dict[str, Any],
     m_te, m_tr = f.metrics(te), f.metrics(tr)
     row = {"law": law.name, "split": name, "n_train": tr.n, "n_test": te.n,
            "r2_test": m_te["r2"], "huber_test": m_te["huber"], "rmse_log_test": m_te["rmse_log"],
-           "r2_train": m_tr["r2"], "huber_train": m_tr["huber"]}
+           "r2_train": m_tr["r2"], "huber_train": m_tr["huber"], "converged": f.converged}
     if predict:
         row["predicted"] = f.predict(te)
     return row
@@ -314,6 +446,11 @@ def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1) 
     """
     from threadpoolctl import threadpool_limits
 
+    _check.callable_("fn", fn)
+    jobs = _check.integer("jobs", jobs, 1)
+    tasks = list(tasks)
+    if not all(isinstance(t, tuple) for t in tasks):
+        raise TypeError("tasks must be a sequence of argument tuples")
     if jobs <= 1 or len(tasks) <= 1:
         with threadpool_limits(1, user_api="blas"):
             return [fn(*t) for t in tasks]
@@ -325,6 +462,24 @@ def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1) 
         return list(ex.map(fn, *zip(*tasks, strict=True), chunksize=max(1, len(tasks) // (4 * jobs))))
 
 
+def check_splits(points: Points, splits: Sequence[Split]) -> list[Split]:
+    """Each split a (name, train mask, test mask) with boolean masks over ``points``, both non-empty."""
+    out = []
+    for i, sp in enumerate(splits):
+        if not (isinstance(sp, tuple | list) and len(sp) == 3):
+            raise TypeError(f"splits[{i}] must be (name, train mask, test mask), got {sp!r:.80}")
+        name, train, test = sp
+        train, test = np.asarray(train), np.asarray(test)
+        for what, m in (("train", train), ("test", test)):
+            if m.dtype != bool or m.shape != (points.n,):
+                raise ValueError(f"splits[{i}] ({name}): the {what} mask must be boolean with one entry per point "
+                                 f"({points.n}), got dtype {m.dtype}, shape {m.shape}")
+            if not m.any():
+                raise ValueError(f"splits[{i}] ({name}): the {what} mask selects no point")
+        out.append((name, train, test))
+    return out
+
+
 def cross_validate(law: Law, points: Points, splits: list[Split], jobs: int = 1, predict: bool = False,
                    **fit_kw: Any) -> list[dict[str, Any]]:
     """Fit on each split's training points; metrics on its held-out points (and on its training points).
@@ -332,12 +487,26 @@ def cross_validate(law: Law, points: Points, splits: list[Split], jobs: int = 1,
     ``jobs > 1`` fits the splits in that many worker processes (same results, in split order); ``predict``
     adds each split's predictions for its held-out points (``predicted``).
     """
+    check_law(law)
+    _check.instance("points", points, Points)
+    splits = check_splits(points, splits)
+    if "d_min" in fit_kw:
+        raise TypeError("cross_validate sets d_min itself (the smallest D of all points)")
     return parallel_map(_cv_one, [(law.name, points, s, fit_kw, predict) for s in splits], jobs)
 
 
 # -- bootstrap over runs --------------------------------------------------------------------------------
 def resample_runs(points: Points, pick: Sequence[str]) -> Points:
     """The points of the runs ``pick`` (drawn with replacement: a run drawn twice appears twice)."""
+    _check.instance("points", points, Points)
+    if points.run is None:
+        raise ValueError("resample_runs needs the run of every point")
+    pick = np.asarray(pick)
+    if pick.ndim != 1 or pick.size == 0:
+        raise ValueError(f"pick must name at least one run, got {pick!r:.80}")
+    unknown = sorted(set(pick.tolist()) - set(points.run.tolist()))
+    if unknown:
+        raise ValueError(f"pick names runs that are not in the points: {unknown[:5]}")
     return points.subset(np.concatenate([np.flatnonzero(points.run == r) for r in pick]))
 
 
@@ -347,8 +516,19 @@ def bootstrap(law: Law, points: Points, base: Fit, n_boot: int = 100, seed: int 
     """Refit on runs drawn with replacement; returns arrays of every natural parameter and derived value.
 
     Each refit starts from the full-data optimum and from the ``n_starts`` best points of a
-    ``grid_size`` subsample of the grid.
+    ``grid_size`` subsample of the grid. A draw whose refit fails (``ValueError``) is left out.
     """
+    check_law(law)
+    _check.instance("points", points, Points)
+    _check.instance("base", base, Fit)
+    if base.law.name != law.name:
+        raise ValueError(f"base is a fit of {base.law.name}, not of {law.name}")
+    n_boot = _check.integer("n_boot", n_boot, 1)
+    seed = _check.integer("seed", seed, 0)
+    n_starts = _check.integer("n_starts", n_starts, 0)
+    grid_size = _check.integer("grid_size", grid_size, 1)
+    for name, fn in (derived or {}).items():
+        _check.callable_(f"derived[{name!r}]", fn)
     if points.run is None:
         raise ValueError("bootstrap needs the run of every point")
     runs = np.unique(points.run)
@@ -372,8 +552,15 @@ def bootstrap(law: Law, points: Points, base: Fit, n_boot: int = 100, seed: int 
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples."""
-    s = np.asarray(samples, float)
+    """Percentile interval of bootstrap samples; non-finite samples (a parameter that overflowed in some draws)
+    are left out, and (NaN, NaN) is returned when none is finite."""
+    level = _check.real("level", level, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    try:
+        s = np.asarray(samples, float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"samples must hold numbers: {e}") from None
+    if s.ndim != 1:
+        raise ValueError(f"samples must be one-dimensional, got shape {s.shape}")
     s = s[np.isfinite(s)]
     if s.size == 0:
         return float("nan"), float("nan")

@@ -8,8 +8,10 @@ card's pitfall about cosine schedules), evaluating both the general and the doma
 steps spaced densely early and sparsely late (App. I's lesson: exponential-decay sampling).
 
 The table (one row per evaluation) is rewritten atomically after every finished run, so an
-interrupted grid resumes where it stopped; a JSON beside it records the command, the spec, the git
-revision and the cost of every run.
+interrupted grid resumes where it stopped; a JSON beside it records the command, the spec, the inputs
+(vocabulary, tokenizer and token-array hashes: a table is resumed only from the same inputs) and, for
+every run, its cost, git revision, device and machine. Base models are cached in ``build/dcpt`` under a
+key of everything that decides their weights (:func:`base_key`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import paths
+from . import _check
 
 # The paper's nine general:domain mixtures {10:0, 9:1, 8:2, 6.7:3.3, 5:5, 3.3:6.7, 2:8, 1:9, 0:10} as r_d.
 PAPER_RATIOS = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
@@ -70,16 +73,51 @@ class GridSpec:
     token_profile: str = "default"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sizes, tuple | list) or not self.sizes:
+            raise ValueError("sizes must name at least one model size (name, n_layer, n_head, d_model)")
+        for size in self.sizes:
+            if not isinstance(size, tuple | list) or len(size) != 4:
+                raise ValueError(f"sizes: each size is (name, n_layer, n_head, d_model), got {size!r}")
+            name, n_layer, n_head, d_model = size
+            _name("sizes", name)
+            for what, v in (("n_layer", n_layer), ("n_head", n_head), ("d_model", d_model)):
+                _check.integer(f"size {name!r}: {what}", v, 1)
+            if d_model % n_head:
+                raise ValueError(f"size {name!r}: n_head={n_head} must divide d_model={d_model}")
+        if not isinstance(self.domains, tuple | list) or not self.domains:
+            raise ValueError("domains must name at least one domain")
+        for d in self.domains:
+            _name("domains", d)
+        _check.text("general", self.general)
+        if self.general in self.domains:
+            raise ValueError(f"domains must not hold the general corpus {self.general!r}")
+        if not isinstance(self.ratios, tuple | list) or not self.ratios:
+            raise ValueError("ratios must hold at least one domain ratio")
+        for r in self.ratios:
+            if not _check.is_real(r):
+                raise TypeError(f"ratios must be numbers, got {r!r}")
         bad = [r for r in self.ratios if not 0 <= r <= 1]
         if bad:
             raise ValueError(f"ratios must lie in [0, 1], got {bad}")
-        if not self.sizes:
-            raise ValueError("sizes must name at least one model size")
-        for name, _layers, n_head, d_model in self.sizes:
-            if d_model % n_head:
-                raise ValueError(f"size {name!r}: n_head={n_head} must divide d_model={d_model}")
+        for field_, values in (("sizes", [s[0] for s in self.sizes]), ("domains", list(self.domains)),
+                               ("ratios", [float(r) for r in self.ratios])):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:
+                raise ValueError(f"{field_} holds duplicates: {dup}")
+        for what in ("context", "batch_size", "base_steps", "cpt_steps", "eval_batches"):
+            _check.integer(what, getattr(self, what), 1)
+        _check.integer("n_evals", self.n_evals, 2)
+        _check.integer("warmup_steps", self.warmup_steps, 0)
+        _check.integer("seed", self.seed, 0)
+        _check.positive("base_lr", self.base_lr)
+        _check.positive("cpt_lr", self.cpt_lr)
+        _check.text("token_profile", self.token_profile)
         if self.warmup_steps >= self.cpt_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be below cpt_steps={self.cpt_steps}")
+        ids = [r[0] for r in self.runs()]
+        clash = sorted({i for i in ids if ids.count(i) > 1})
+        if clash:
+            raise ValueError(f"run ids collide: {clash}")
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON types (tuples become lists), as it is stored beside the table."""
@@ -93,8 +131,26 @@ class GridSpec:
         return [(run_id(s[0], d, r), s[0], d, r) for d in self.domains for s in self.sizes for r in self.ratios]
 
 
+def _name(what: str, name: Any) -> str:
+    """A size or domain name: a non-empty str without "/" (run ids are split at "/")."""
+    _check.text(what, name)
+    if "/" in name:
+        raise ValueError(f"{what}: a name must not contain '/', got {name!r}")
+    return name
+
+
+def ratio_text(r_d: float) -> str:
+    """``r_d`` as run ids write it: two decimals where they are exact (``0.10``, ``0.92``: the stored tables'
+    ids), else the shortest text that reads back as the same float (``0.924``), so distinct ratios never
+    share an id."""
+    r_d = _check.fraction("r_d", r_d) + 0.0  # + 0.0: -0.0 reads as 0.0
+    short = f"{r_d:.2f}"
+    return short if float(short) == r_d else repr(r_d)
+
+
 def run_id(size: str, domain: str, r_d: float) -> str:
-    return f"{size}/{domain}/r{r_d:.2f}"
+    """The id of one run of the grid, e.g. ``m/code/r0.50``: distinct (size, domain, ratio) give distinct ids."""
+    return f"{_name('size', size)}/{_name('domain', domain)}/r{ratio_text(r_d)}"
 
 
 def eval_schedule(max_steps: int, n: int, first: int = 1, lam: float = 4.0) -> list[int]:
@@ -103,6 +159,8 @@ def eval_schedule(max_steps: int, n: int, first: int = 1, lam: float = 4.0) -> l
     App. I.2's best sampling (M4) uses an exponentially decaying density; ``lam`` sets how strongly
     early steps are favoured. Step 0 (the base model, before any domain data) is always added.
     """
+    max_steps, n, first = _check.integer("max_steps", max_steps, 1), _check.integer("n", n), _check.integer("first", first, 0)
+    lam = _check.positive("lam", lam)
     if n < 2 or max_steps <= first:
         raise ValueError(f"need n >= 2 and max_steps > first, got n={n}, max_steps={max_steps}, first={first}")
     u = np.linspace(0, 1, n)
@@ -184,22 +242,83 @@ def _model(spec: GridSpec, size: tuple[str, int, int, int], vocab: int):
     return GPT(GPTConfig(vocab_size=vocab, context=spec.context, n_layer=n_layer, n_head=n_head, d_model=d_model))
 
 
+def _sha256(data: bytes | np.ndarray) -> str:
+    import hashlib
+
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes() + f"|{data.dtype.str}|{data.shape}".encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def tokenizer_id() -> str | None:
+    """sha256 of the workbook's tokenizer file (None where it is absent)."""
+    from ..data.tokenizer import TOKENIZER_PATH
+
+    return _sha256(Path(TOKENIZER_PATH).read_bytes()) if Path(TOKENIZER_PATH).is_file() else None
+
+
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` for a CUDA device torch can see; a ``ValueError`` naming ``device`` else."""
+    import torch
+
+    _check.text("device", device)
+    if device == "cpu":
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA device here; use 'cpu'")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+BASE_FIELDS = ("context", "batch_size", "base_steps", "base_lr", "warmup_steps", "seed", "general", "token_profile")
+
+
+def base_key(spec: GridSpec, size: tuple[str, int, int, int], vocab: int, general_train: np.ndarray,
+             device: str = "cpu") -> dict[str, Any]:
+    """Everything that decides a base model's weights: the full size (name, n_layer, n_head, d_model), the
+    vocabulary, the spec's base-training settings, the sha256 of the general training tokens actually used, the
+    tokenizer, the device kind and torch's version."""
+    import torch
+
+    return {"size": list(size), "vocab": int(vocab), "spec": {k: spec.to_json()[k] for k in BASE_FIELDS},
+            "general_train_sha256": _sha256(np.asarray(general_train)), "tokenizer_sha256": tokenizer_id(),
+            "device": torch.device(device).type, "torch": torch.__version__}
+
+
 def base_model(spec: GridSpec, size: tuple[str, int, int, int], load: TokenLoader, vocab: int,
                device: str = "cpu", cache: Path | None = None, log: Callable[[str], None] = print):
-    """Pre-train (or load from ``cache``) the base model of one size on the general corpus (cosine schedule)."""
+    """Pre-train (or load from ``cache``) the base model of one size on the general corpus (cosine schedule).
+
+    The cache holds the weights and, beside them (``.json``), their :func:`base_key`; it is used only when that
+    key equals this call's (by default its file name carries a hash of the key as well), else the model is
+    trained again and the cache rewritten."""
     import torch
 
     from ..data.sampler import DomainSampler
     from ..train import TrainConfig, train
 
+    _check.instance("spec", spec, GridSpec)
+    if tuple(size) not in {tuple(s) for s in spec.sizes}:
+        raise ValueError(f"size {size!r} is not one of the spec's sizes {list(spec.sizes)}")
+    vocab = _check.integer("vocab", vocab, 2)
+    _check.callable_("load", load)
+    general_train = load(spec.general, "train")
+    key = base_key(spec, size, vocab, general_train, device)
+    key_text = json.dumps(key, sort_keys=True)
+    cache = Path(cache) if cache is not None else \
+        paths.BUILD / "dcpt" / f"base-{size[0]}-{_sha256(key_text.encode())[:16]}.pt"
+    cache_key = cache.with_suffix(".json")
     torch.manual_seed(spec.seed)
     model = _model(spec, size, vocab)
-    cache = cache or paths.BUILD / "dcpt" / f"base-{size[0]}-{_spec_hash(spec, base_only=True)}.pt"
-    if cache.exists():
+    if cache.exists() and cache_key.exists() and json.loads(cache_key.read_text()) == key:
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         return model
     t0 = time.perf_counter()
-    sampler = DomainSampler({spec.general: load(spec.general, "train")}, spec.context, spec.batch_size, seed=spec.seed)
+    sampler = DomainSampler({spec.general: general_train}, spec.context, spec.batch_size, seed=spec.seed)
     cfg = TrainConfig(max_steps=spec.base_steps, lr=spec.base_lr, min_lr=spec.base_lr / 10,
                       warmup_steps=min(spec.warmup_steps * 2, spec.base_steps), schedule="cosine", device=device,
                       seed=spec.seed)
@@ -207,19 +326,10 @@ def base_model(spec: GridSpec, size: tuple[str, int, int, int], load: TokenLoade
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     paths.atomic_write_bytes(cache, buf.getvalue())
+    paths.atomic_write_text(cache_key, json.dumps(key, indent=1, sort_keys=True) + "\n")
     log(f"base {size[0]}: {model.num_params():,} non-embedding params, {spec.base_steps} steps in "
         f"{time.perf_counter() - t0:.0f} s")
     return model
-
-
-def _spec_hash(spec: GridSpec, base_only: bool = False) -> str:
-    import hashlib
-
-    d = spec.to_json()
-    if base_only:
-        d = {k: d[k] for k in ("context", "batch_size", "base_steps", "base_lr", "warmup_steps", "seed", "general",
-                               "token_profile")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: float, load: TokenLoader,
@@ -228,6 +338,10 @@ def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: f
     from ..data.sampler import DomainSampler
     from ..train import TrainConfig, train
 
+    _check.instance("spec", spec, GridSpec)
+    if domain not in spec.domains:
+        raise ValueError(f"domain {domain!r} is not one of the spec's domains {list(spec.domains)}")
+    rid = run_id(size[0], domain, r_d)
     model = base_model(spec, size, load, vocab, device, log=log)
     tokens = {spec.general: load(spec.general, "train"), domain: load(domain, "train")}
     val = {spec.general: load(spec.general, "validation"), domain: load(domain, "validation")}
@@ -241,24 +355,81 @@ def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: f
     rows = []
     for h in history:
         if "val" in h:
-            rows.append({"run": run_id(size[0], domain, r_d), "size": size[0], "N": n_non, "n_total": n_total,
+            rows.append({"run": rid, "size": size[0], "N": n_non, "n_total": n_total,
                          "domain": domain, "r_d": r_d, "step": h["step"], "D": h["tokens"],
                          "L_g": h["val"][spec.general], "L_d": h["val"][domain]})
     return rows
+
+
+class GridArgumentError(ValueError):
+    """A bad argument to :func:`run_grid`, found before any work starts; ``param`` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param, self.message = param, message
+
+
+def grid_inputs(spec: GridSpec, load: TokenLoader, vocab: int) -> dict[str, Any]:
+    """What besides the spec decides a grid's numbers: the vocabulary, the tokenizer and the sha256 of every
+    token array the runs read (stored in the table's JSON; a table is only resumed under the same inputs)."""
+    tokens = {f"{c}/{split}": _sha256(np.asarray(load(c, split)))
+              for c in (spec.general, *spec.domains) for split in ("train", "validation")}
+    return {"vocab": int(vocab), "tokenizer_sha256": tokenizer_id(), "tokens_sha256": tokens}
+
+
+def check_grid_args(spec: GridSpec, path: str | os.PathLike, *, device: str = "cpu",
+                    only: Sequence[str] | None = None, domains: Sequence[str] | None = None) -> Grid:
+    """The checks :func:`run_grid` makes before any work (the table at ``path`` is loaded and returned):
+    ``GridArgumentError`` naming ``spec``, ``path``, ``device``, ``only`` or ``domains``."""
+    if not isinstance(spec, GridSpec):
+        raise GridArgumentError("spec", f"must be a GridSpec, got {type(spec).__name__}")
+    try:
+        check_device(device)
+    except (TypeError, ValueError) as e:
+        raise GridArgumentError("device", str(e).removeprefix("device ")) from None
+    for name, given, valid in (("domains", domains, list(spec.domains)), ("only", only, [r[0] for r in spec.runs()])):
+        if given is None:
+            continue
+        if isinstance(given, str) or not all(isinstance(g, str) for g in given):
+            raise GridArgumentError(name, f"must be a list of str, got {given!r}")
+        unknown = [g for g in given if g not in valid]
+        if unknown:
+            shown = valid if len(valid) <= 12 else valid[:6] + ["..."]
+            raise GridArgumentError(name, f"{unknown} not in this grid's spec (valid: {', '.join(shown)})")
+    grid = Grid.load(path)
+    if grid.meta and grid.meta.get("spec") != spec.to_json():
+        stored = grid.meta.get("spec") or {}
+        diff = sorted(k for k in set(stored) | set(spec.to_json()) if stored.get(k) != spec.to_json().get(k))
+        raise GridArgumentError("path", f"{path} was made with another spec (differs in {', '.join(diff)}); use a "
+                                "new path or the same settings")
+    return grid
 
 
 def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: int, *, device: str = "cpu",
              only: Sequence[str] | None = None, domains: Sequence[str] | None = None,
              log: Callable[[str], None] = print) -> Grid:
     """Run every (size, domain, ratio) not yet in the table at ``path`` (only the run ids ``only`` and the
-    ``domains`` given, if given); save after each run."""
-    unknown = sorted(set(domains or ()) - set(spec.domains))
-    if unknown:
-        raise ValueError(f"domains {unknown} are not in this grid's spec {list(spec.domains)}")
-    grid = Grid.load(path)
-    if grid.meta and grid.meta.get("spec") != spec.to_json():
-        raise ValueError(f"{path} was made with another spec; use a new path or delete it.\n"
-                         f"stored: {grid.meta.get('spec')}\nasked:  {spec.to_json()}")
+    ``domains`` given, if given); save after each run.
+
+    Every argument is checked before any work (:func:`check_grid_args`, and the inputs: a table already holding
+    runs is resumed only when its recorded :func:`grid_inputs` equal the current ones). Each run's entry in the
+    JSON records its wall and CPU seconds, the git revision, the device and the machine (:func:`machine_info`)."""
+    from ..machine import machine_info
+
+    grid = check_grid_args(spec, path, device=device, only=only, domains=domains)
+    _check.callable_("load", load)
+    vocab = _check.integer("vocab", vocab, 2)
+    inputs = grid_inputs(spec, load, vocab)
+    if grid.meta.get("inputs") not in (None, inputs):
+        old = grid.meta["inputs"]
+        diff = sorted(k for k in ("vocab", "tokenizer_sha256") if old.get(k) != inputs[k]) + sorted(
+            k for k in inputs["tokens_sha256"] if old.get("tokens_sha256", {}).get(k) != inputs["tokens_sha256"][k])
+        raise GridArgumentError("path", f"{path} holds runs made from other inputs (changed: {', '.join(diff)}); "
+                                "use a new path")
+    if not grid.done():
+        grid.meta["inputs"] = inputs
+    elif "inputs" not in grid.meta:
+        log(f"note: {path} predates recorded inputs (token hashes); its runs cannot be checked against them")
     grid.meta.setdefault("spec", spec.to_json())
     grid.meta.setdefault("runs", {})
     grid.meta["command"] = " ".join([Path(sys.executable).name, "-m", "repro", *sys.argv[1:]]) \
@@ -272,6 +443,7 @@ def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: 
         rows = cpt_run(spec, sizes[size], domain, r_d, load, vocab, device, log=log)
         grid.merge_run(rid, rows, {"seconds": round(time.perf_counter() - t0, 1),
                                    "cpu_seconds": round(time.process_time() - c0, 1), "git": _git_revision(),
+                                   "device": device, "machine": machine_info(),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         last = rows[-1]
         log(f"[{i}/{len(todo)}] {rid}: L_g {last['L_g']:.3f}, L_d {last['L_d']:.3f} "
@@ -287,8 +459,9 @@ def points(frame, which: str, min_step: int = 1):
     """
     from .fit import Points
 
-    if which not in ("domain", "general"):
-        raise ValueError(f"which must be 'domain' or 'general', got {which!r}")
+    _check.which(which)
+    min_step = _check.integer("min_step", min_step, 0)
+    _check.columns("frame", frame, ("run", "domain", "r_d", "step", "N", "D", "L_d" if which == "domain" else "L_g"))
     f = frame[frame["step"] >= min_step]
     r = f["r_d"].to_numpy(float) if which == "domain" else 1 - f["r_d"].to_numpy(float)
     L = f["L_d" if which == "domain" else "L_g"].to_numpy(float)
@@ -298,8 +471,31 @@ def points(frame, which: str, min_step: int = 1):
 
 def usage1_ratios(r_star: float, step: float = 0.05, n: int = 2) -> tuple[float, ...]:
     """The predicted ratio and ``n`` neighbours on each side, ``step`` apart, inside [0, 1] (rounded to 0.01)."""
+    r_star, step, n = _check.fraction("r_star", r_star), _check.positive("step", step), _check.integer("n", n, 0)
     rs = {round(min(1.0, max(0.0, r_star + k * step)), 2) for k in range(-n, n + 1)}
     return tuple(sorted(rs))
+
+
+def spec_from_json(d: dict[str, Any]) -> GridSpec:
+    """The :class:`GridSpec` a table's JSON records (lists back to tuples)."""
+    return GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                       for k, v in d.items()})
+
+
+def check_usage1_args(grid_path: str | os.PathLike, domain: str) -> Grid:
+    """The table at ``grid_path`` exists and holds every run of ``domain`` (``GridArgumentError`` else)."""
+    grid = Grid.load(grid_path)
+    if not grid.meta.get("spec"):
+        raise GridArgumentError("grid_path", f"no grid table at {grid_path} (.csv and .json): train the grid first")
+    spec = spec_from_json(grid.meta["spec"])
+    if domain not in spec.domains:
+        raise GridArgumentError("domain", f"{domain!r} is not a domain of {grid_path} (valid: "
+                                f"{', '.join(spec.domains)})")
+    missing = [r[0] for r in spec.runs() if r[2] == domain and r[0] not in grid.done()]
+    if missing:
+        raise GridArgumentError("domain", f"{domain!r}: {len(missing)} runs of {grid_path} are missing "
+                                f"(e.g. {missing[0]}); finish the grid first")
+    return grid
 
 
 def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, vocab: int, *, T: float = 0.03,
@@ -312,9 +508,13 @@ def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, 
     from .fit import fit
     from .laws import LAWS
 
-    grid = Grid.load(grid_path)
-    spec = GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                       for k, v in grid.meta["spec"].items()})
+    grid = check_usage1_args(grid_path, domain)
+    T = _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True, hint="0.03 for a 3 % budget")
+    try:
+        check_device(device)
+    except (TypeError, ValueError) as e:
+        raise GridArgumentError("device", str(e).removeprefix("device ")) from None
+    spec = spec_from_json(grid.meta["spec"])
     f = grid.frame()
     f = f[f["domain"] == domain]
     sizes = sorted(spec.sizes, key=lambda s: f[f["size"] == s[0]]["N"].iloc[0])
@@ -335,12 +535,23 @@ def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, 
     return out
 
 
+# how the command line spells the parameters that GridArgumentError names
+_FLAGS = {"spec": "--seed", "path": "--out", "grid_path": "--out", "device": "--device", "only": "--only",
+          "domains": "--domains", "domain": "--usage1"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu] [--usage1 DOMAIN]``."""
+    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu] [--usage1 DOMAIN]``.
+
+    Every argument is checked before any work; a bad one ends the command with one line naming it (exit 2)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m repro dcpt grid",
-                                     description="Train (or resume) the D-CPT grid and write its table.")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # one line, no usage block, no traceback
+            self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+    parser = Parser(prog="python -m repro dcpt grid", description="Train (or resume) the D-CPT grid and write its "
+                    "table.")
     parser.add_argument("--out", help="table path, without suffix (default data/dcpt/grid)")
     parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
     parser.add_argument("--cross", action="store_true", help="the cross-domain grid (the other four domains at "
@@ -349,21 +560,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "meant for a GPU: --device cuda); --out defaults to data/dcpt/grid-full")
     parser.add_argument("--domains", nargs="+", help="only these domains of the grid (several processes may "
                         "share one table, each with its own domains)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="the grid's seed, a non-negative integer (default 0)")
     parser.add_argument("--usage1", metavar="DOMAIN", help="instead: verify usage 1 on DOMAIN by training r_d* "
-                        "and its neighbours (needs that domain's grid)")
+                        "and its neighbours (needs that domain's complete grid at --out)")
     a = parser.parse_args(argv)
-    from ..data import load_tokens, vocab_size
-
     if a.cross and a.full:
         parser.error("--cross and --full exclude each other (the full grid holds every domain)")
+    if a.usage1 and (a.only or a.domains):
+        parser.error("--usage1 trains its own runs: it takes neither --only nor --domains")
+    if a.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {a.seed}")
     spec = GridSpec(**(CROSS_SPEC if a.cross else FULL_SPEC if a.full else DEFAULT_SPEC), seed=a.seed)
     a.out = a.out or str(paths.DATA / "dcpt" / ("grid-cross" if a.cross else "grid-full" if a.full else "grid"))
-    if a.usage1:
-        usage1_verify(a.out, a.usage1, lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(),
-                      device=a.device)
-        return 0
-    run_grid(spec, a.out, lambda corpus, split: load_tokens(corpus, split, profile=spec.token_profile),
-             vocab_size(), device=a.device, only=a.only, domains=a.domains)
+    try:
+        if a.usage1:
+            check_usage1_args(a.out, a.usage1)
+            check_grid_args(spec, a.out, device=a.device)
+        else:
+            check_grid_args(spec, a.out, device=a.device, only=a.only, domains=a.domains)
+    except GridArgumentError as e:
+        parser.error(f"{_FLAGS.get(e.param, e.param)}: {e.message}")
+    from ..data import load_tokens, vocab_size
+
+    def load(corpus: str, split: str) -> np.ndarray:
+        return load_tokens(corpus, split, profile=spec.token_profile)
+
+    try:
+        if a.usage1:
+            usage1_verify(a.out, a.usage1, load, vocab_size(), device=a.device)
+        else:
+            run_grid(spec, a.out, load, vocab_size(), device=a.device, only=a.only, domains=a.domains)
+    except GridArgumentError as e:  # found before any training (the inputs check)
+        parser.error(f"{_FLAGS.get(e.param, e.param)}: {e.message}")
     return 0

@@ -20,9 +20,22 @@ With ``r' = r + eps``:
   K3 = w1/k1 + w2 k2 (the paper's choice, Eq. 9), K4 = w1/k1 + w2 k2 + w3/k3.
 
 Constraint trick (App. E.3) for L3, L7 and the cross-domain law: ``eta = 1 + exp(eta1) > 1`` and
-``C = C0 + C1`` with ``C0 = B eta (1+eps)^(g+1) / (g D_min^b)`` recomputed from the other
-parameters, which makes dL/dr < 0 on the data (D >= D_min). It needs g > 0, so g is bounded below
-(a choice the paper leaves implicit). Coefficients are fitted as logs (E = exp(e), ...).
+``C = C0 + C1`` (C1 > 0) with C0 recomputed from the other parameters so that dL/dr < 0 for every
+r in [0, 1] and D >= D_min, *provided beta >= 0* (for beta < 0 the B-term grows with D and no bound
+taken at D_min covers larger D; beta is not bounded in the fit, so a fit with beta < 0 loses the
+guarantee). C0 is the largest value over r in [0, 1], D >= D_min of the r-slope's positive part
+divided by gamma/(r+eps)^(gamma+1):
+
+- L3 (and the cross-domain law): dL/dr = eta B r^(eta-1)/D^b - g C/(r+eps)^(g+1) < 0 needs
+  C > (eta B/g) r^(eta-1) (r+eps)^(g+1)/D^b, largest at r = 1 (eta >= 1) and D = D_min:
+  ``C0 = B eta (1+eps)^(g+1) / (g D_min^b)`` (App. E.3).
+- L7: dL/dr = eta B (r+eps)^(eta-1)/D^b - g C/(r+eps)^(g+1) < 0 needs
+  C > (eta B/g) (r+eps)^(eta+g)/D^b, largest at r = 1 and D = D_min:
+  ``C0 = B eta (1+eps)^(eta+g) / (g D_min^b)``. (L3's C0 is too small for L7 whenever eta > 1 and
+  eps > 0: it lacks the factor (1+eps)^(eta-1).)
+
+It needs g > 0, so g is bounded below (a choice the paper leaves implicit). Coefficients are fitted as
+logs (E = exp(e), ...).
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from . import _check
 
 LOG_COEF = tuple(float(v) for v in range(-1, 6))  # a, b, c in {-1, 0, ..., 5} (App. E.3)
 LOG_E = (-1.0, -0.5, 0.0, 0.5, 1.0)  # e in {-1, -0.5, ..., 1}
@@ -45,7 +60,9 @@ Terms = list[tuple[np.ndarray, dict[str, np.ndarray]]]
 
 @dataclass(frozen=True)
 class Law:
-    """One parameterisation: fit-space parameter names, terms with gradients, natural formula."""
+    """One parameterisation: fit-space parameter names, terms with gradients, natural formula.
+
+    ``constrained``: the law uses the constraint trick, so it needs D_min (``X["d_min"]``)."""
 
     name: str
     names: tuple[str, ...]
@@ -55,17 +72,42 @@ class Law:
     formula_fn: Callable[[dict[str, float], dict[str, np.ndarray]], np.ndarray] = field(repr=False)
     grid: dict[str, tuple[float, ...]] = field(repr=False, default_factory=dict)
     bounds: dict[str, tuple[float | None, float | None]] = field(repr=False, default_factory=dict)
+    constrained: bool = False
 
     @property
     def n_params(self) -> int:
         return len(self.names)
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The per-point inputs beyond N, D, r (the probe features of a cross-domain law)."""
+        return ()
+
+    def _theta(self, theta: Any) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if theta.ndim != 2 or theta.shape[1] != self.n_params:
+            raise ValueError(f"{self.name}: theta has shape {theta.shape}, the law has {self.n_params} parameters "
+                             f"({', '.join(self.names)})")
+        if not np.isfinite(theta).all():
+            raise ValueError(f"{self.name}: theta holds NaN or infinite values")
+        return theta
+
+    def _check_X(self, X: dict[str, Any], needed: tuple[str, ...]) -> None:
+        if not isinstance(X, dict):
+            raise TypeError(f"X must be a dict of point arrays (Points.X(d_min)), got {type(X).__name__}")
+        missing = [k for k in needed if k not in X]
+        if missing:
+            raise ValueError(f"{self.name}: X lacks {', '.join(missing)}")
+        if self.constrained:
+            if X.get("d_min") is None:
+                raise ValueError(f"d_min is needed: {self.name} uses D_min (the smallest D of the data) in its constraint")
+            _check.positive("d_min", X["d_min"])
+
     def log_predict(self, theta: np.ndarray, X: dict[str, np.ndarray], grad: bool = False
                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """log L for parameter rows ``theta`` [S, P] at the points ``X``: ([S, n], gradient [S, P, n])."""
-        theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        if theta.shape[1] != self.n_params:
-            raise ValueError(f"{self.name}: theta has {theta.shape[1]} columns, the law has {self.n_params}")
+        theta = self._theta(theta)
+        self._check_X(X, ("N", "D", "r", "lN", "lD") + self.features)
         idx = {k: i for i, k in enumerate(self.names)}
 
         def col(name: str) -> np.ndarray:
@@ -88,15 +130,40 @@ class Law:
         return logL, G
 
     def params(self, theta: np.ndarray, X: dict[str, Any] | None = None) -> dict[str, float]:
-        """The natural parameters (E, A, alpha, ...) of a fit-space vector."""
-        t = dict(zip(self.names, np.asarray(theta, dtype=float).ravel(), strict=True))
-        return self.natural(t, X or {})
+        """The natural parameters (E, A, alpha, ...) of a fit-space vector (``X["d_min"]`` for a constrained law)."""
+        theta = self._theta(theta)
+        if theta.shape[0] != 1:
+            raise ValueError(f"{self.name}: theta must be one parameter vector, got {theta.shape[0]} rows")
+        X = {} if X is None else X
+        if self.constrained:
+            self._check_X(X, ())
+        t = dict(zip(self.names, theta[0], strict=True))
+        return self.natural(t, X)
 
     def predict(self, params: dict[str, float], N: Any, D: Any, r: Any, **extra: Any) -> np.ndarray:
         """The law's plain formula in natural parameters (independent of the log-sum-exp code)."""
-        X = {"N": np.asarray(N, float), "D": np.asarray(D, float), "r": np.asarray(r, float)}
-        X.update({k: np.asarray(v, float) for k, v in extra.items()})
-        return self.formula_fn(params, X)
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of natural parameters (Law.params), got {type(params).__name__}")
+        unknown = sorted(set(extra) - ({"k1", "k2", "k3"} if self.features else set()))
+        if unknown:
+            raise TypeError(f"{self.name}.predict got unexpected argument(s) {unknown}; its features: "
+                            f"{list(self.features) or 'none'}")
+        missing = [k for k in self.features if k not in extra]
+        if missing:
+            raise ValueError(f"{self.name}.predict needs the probe features {missing}")
+        X = {"N": _check.array("N", N, positive_=True), "D": _check.array("D", D, positive_=True),
+             "r": _check.array("r", r, unit=True)}
+        X.update({k: _check.array(k, v) for k, v in extra.items()})
+        try:
+            with np.errstate(all="ignore"):
+                out = np.asarray(self.formula_fn(params, X), dtype=float)
+        except KeyError as e:
+            raise ValueError(f"params lacks {e.args[0]!r}, which {self.name} needs") from None
+        if not np.isfinite(out).all():
+            bad = sorted(k for k, v in params.items() if np.ndim(v) == 0 and not np.isfinite(v))
+            raise ValueError(f"{self.name}: the law is not finite at some points"
+                             + (f"; params {bad} are not finite" if bad else "") + " (use log_predict for overflowing fits)")
+        return out
 
 
 # -- shared pieces -------------------------------------------------------------------------------------
@@ -125,13 +192,24 @@ def _exp_nat(t: dict[str, float], *names: str) -> dict[str, float]:
 
 
 def _constraint_c0(c: Callable[[str], np.ndarray], X: dict[str, np.ndarray], eta: np.ndarray,
-                   deta_deta1: np.ndarray) -> tuple[np.ndarray, dict]:
-    """log C0 = b + log(eta) + (gamma+1) log(1+eps) - log(gamma) - beta log(D_min), and its gradient."""
+                   deta_deta1: np.ndarray, form: str = "L3") -> tuple[np.ndarray, dict]:
+    """log C0 and its gradient (module docstring): the power of (1+eps) is gamma+1 for L3, eta+gamma for L7.
+
+    log C0 = b + log(eta) + power log(1+eps) - log(gamma) - beta log(D_min)."""
     g, eps = c("gamma"), c("eps")
     ldmin = np.log(X["d_min"])
-    c0 = c("b") + np.log(eta) + (g + 1) * np.log1p(eps) - np.log(g) - c("beta") * ldmin
-    return c0, {"b": np.ones(1), "eta1": deta_deta1 / eta, "gamma": np.log1p(eps) - 1 / g,
-                "eps": (g + 1) / (1 + eps), "beta": -ldmin * np.ones(1)}
+    l1e = np.log1p(eps)
+    power = g + 1 if form == "L3" else eta + g
+    c0 = c("b") + np.log(eta) + power * l1e - np.log(g) - c("beta") * ldmin
+    d_eta1 = deta_deta1 / eta if form == "L3" else deta_deta1 * (1 / eta + l1e)
+    return c0, {"b": np.ones(1), "eta1": d_eta1, "gamma": l1e - 1 / g, "eps": power / (1 + eps),
+                "beta": -ldmin * np.ones(1)}
+
+
+def _log_c0(t: dict[str, float], eta: float, d_min: float, form: str = "L3") -> float:
+    """log C0 of a fit-space vector, as :func:`_constraint_c0` (one point, plain floats)."""
+    power = t["gamma"] + 1 if form == "L3" else eta + t["gamma"]
+    return float(t["b"] + np.log(eta) + power * np.log1p(t["eps"]) - np.log(t["gamma"]) - t["beta"] * np.log(d_min))
 
 
 # -- L1 ----------------------------------------------------------------------------------------------
@@ -186,12 +264,11 @@ def _l3_terms(c, X):
     return _head(c, X) + [(t2, {"b": np.ones(1), "eta1": np.exp(eta1) * lr, "beta": -X["lD"]}), (c1, g1), (t4, g4)]
 
 
-def _l3_nat(t, X):
+def _l3_nat(t, X, form="L3"):
     B, eta = np.exp(t["b"]), 1 + np.exp(t["eta1"])
-    # C0 = B eta (1+eps)^(gamma+1) / (gamma D_min^beta), from its log: it overflows a float (to inf, the
-    # right limit) when gamma and eps are large, while logC, which the fit itself uses, stays finite
-    log_c0 = (t["b"] + np.log(eta) + (t["gamma"] + 1) * np.log1p(t["eps"]) - np.log(t["gamma"])
-              - t["beta"] * np.log(float(X.get("d_min", np.nan))))
+    # C0 from its log: it overflows a float (to inf, the right limit) when gamma and eps are large, while logC,
+    # which the fit itself uses, stays finite
+    log_c0 = _log_c0(t, eta, float(X["d_min"]), form)
     log_c = float(np.logaddexp(log_c0, t["c1"]))
     with np.errstate(over="ignore"):
         C0, C = float(np.exp(log_c0)), float(np.exp(log_c))
@@ -270,9 +347,13 @@ def _l7_terms(c, X):
     t2 = c("b") + eta * lre - c("beta") * X["lD"]
     g2 = {"b": np.ones(1), "eta1": np.exp(eta1) * lre, "beta": -X["lD"], "eps": eta / re}
     c1, g1 = _r_term(c, X, "c1")
-    c0, gc0 = _constraint_c0(c, X, eta, np.exp(eta1))
+    c0, gc0 = _constraint_c0(c, X, eta, np.exp(eta1), form="L7")  # L7's own C0: (1+eps)^(eta+gamma)
     g4 = {**gc0, "gamma": gc0["gamma"] - lre, "eps": gc0["eps"] - c("gamma") / re}
     return _head(c, X) + [(t2, g2), (c1, g1), (c0 - c("gamma") * lre, g4)]
+
+
+def _l7_nat(t, X):
+    return _l3_nat(t, X, form="L7")
 
 
 def _l7_f(p, X):
@@ -305,7 +386,7 @@ def _bounds(names: tuple[str, ...], constrained: bool) -> dict[str, tuple[float 
 
 def _law(name, names, formula, terms, nat, f, constrained=False) -> Law:
     names = tuple(names)
-    return Law(name, names, formula, terms, nat, f, _grid(names), _bounds(names, constrained))
+    return Law(name, names, formula, terms, nat, f, _grid(names), _bounds(names, constrained), constrained=constrained)
 
 
 _L3_NAMES = ("e", "a", "alpha", "b", "beta", "c1", "gamma", "eta1", "eps")
@@ -324,7 +405,7 @@ LAWS: dict[str, Law] = {
                _l5_terms, _l5_nat, _l5_f),
     "L6": _law("L6", ("e", "a", "alpha", "b", "beta", "c", "gamma", "eps"), "E + A/N^α + B·e^r/D^β + C/(r+ε)^γ",
                _l6_terms, _l1_nat, _l6_f),
-    "L7": _law("L7", _L3_NAMES, "E + A/N^α + B·(r+ε)^η/D^β + C/(r+ε)^γ", _l7_terms, _l3_nat, _l7_f,
+    "L7": _law("L7", _L3_NAMES, "E + A/N^α + B·(r+ε)^η/D^β + C/(r+ε)^γ", _l7_terms, _l7_nat, _l7_f,
                constrained=True),
 }
 
@@ -333,22 +414,35 @@ LAWS: dict[str, Law] = {
 CROSS_FORMS = {"K1": ("w1",), "K2": ("w2",), "K3": ("w1", "w2"), "K4": ("w1", "w2", "w3")}
 
 
-def learnability(form: str, w: dict[str, float], k1: Any, k2: Any, k3: Any = None) -> np.ndarray:
+CROSS_FEATURES = {"K1": ("k1",), "K2": ("k2",), "K3": ("k1", "k2"), "K4": ("k1", "k2", "k3")}
+
+
+def learnability(form: str, w: dict[str, float], k1: Any = None, k2: Any = None, k3: Any = None) -> np.ndarray:
     """The Domain-specific Learnable Coefficient K (Eq. 9 and its rivals) from probe-run features.
 
     k1: domain validation loss early in a probe run (the paper: after 1k steps); k2: the loss drop over
-    the probe (L_0 - L_5k); k3: the drop's second difference (L_0 - 2 L_5k + L_10k).
+    the probe (L_0 - L_5k); k3: the drop's second difference (L_0 - 2 L_5k + L_10k). Each form needs its
+    own features (K1: k1; K2: k2; K3: k1, k2; K4: k1, k2, k3) and weights; K must come out positive.
     """
     if form not in CROSS_FORMS:
         raise ValueError(f"unknown K form {form!r}; valid: {', '.join(CROSS_FORMS)}")
-    k1, k2 = np.asarray(k1, float), np.asarray(k2, float)
-    K = np.zeros(np.broadcast(k1, k2).shape)
+    _check.params("w", w, CROSS_FORMS[form], nonnegative=CROSS_FORMS[form])
+    given = {"k1": k1, "k2": k2, "k3": k3}
+    k = {}
+    for name in CROSS_FEATURES[form]:
+        if given[name] is None:
+            raise ValueError(f"{name} is needed by the K form {form}")
+        k[name] = _check.array(name, given[name], positive_=name != "k2")
+    K = np.zeros(np.broadcast_shapes(*(v.shape for v in k.values())))
     if "w1" in CROSS_FORMS[form]:
-        K = K + w["w1"] / k1
+        K = K + w["w1"] / k["k1"]
     if "w2" in CROSS_FORMS[form]:
-        K = K + w["w2"] * k2
+        K = K + w["w2"] * k["k2"]
     if "w3" in CROSS_FORMS[form]:
-        K = K + w["w3"] / np.asarray(k3, float)
+        K = K + w["w3"] / k["k3"]
+    if not (K > 0).all():
+        raise ValueError(f"K = {form}(k) must be positive for F/K^mu, got {K[~(K > 0)].ravel()[:5].tolist()} "
+                         "(check the signs of k2 and of the weights)")
     return K
 
 
@@ -386,7 +480,7 @@ def _cross_nat(form: str):
 
 def _cross_f(form: str):
     def f(p, X):
-        K = learnability(form, p, X.get("k1", 1.0), X.get("k2", 1.0), X.get("k3", 1.0))
+        K = learnability(form, p, X.get("k1"), X.get("k2"), X.get("k3"))
         return _l3_f(p, X) + p["F"] / K ** p["mu"]
 
     return f
@@ -396,11 +490,15 @@ def _cross_f(form: str):
 class CrossLaw(Law):
     form: str = "K3"
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        return CROSS_FEATURES[self.form]
+
 
 def _cross(form: str) -> CrossLaw:
     names = _L3_NAMES + ("f", "mu") + tuple("l" + w for w in CROSS_FORMS[form])
     return CrossLaw(f"cross-{form}", names, f"L3 + F/K^μ, K = {form}", _cross_terms(form), _cross_nat(form),
-                    _cross_f(form), _grid(names), _bounds(names, True), form=form)
+                    _cross_f(form), _grid(names), _bounds(names, True), constrained=True, form=form)
 
 
 CROSS_LAWS: dict[str, CrossLaw] = {f: _cross(f) for f in CROSS_FORMS}
@@ -408,6 +506,8 @@ CROSS_LAWS: dict[str, CrossLaw] = {f: _cross(f) for f in CROSS_FORMS}
 
 def get_law(name: str) -> Law:
     """A law by name: L1 ... L7, or cross-K1 ... cross-K4."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a law's name (a str such as 'L3'), got {type(name).__name__} {name!r:.60}")
     if name in LAWS:
         return LAWS[name]
     if name.startswith("cross-") and name[6:] in CROSS_LAWS:
@@ -415,10 +515,21 @@ def get_law(name: str) -> Law:
     raise ValueError(f"unknown law {name!r}; valid: {', '.join(LAWS)}, " + ", ".join(f"cross-{k}" for k in CROSS_LAWS))
 
 
-def reduce_cross(law_params: dict[str, float], form: str, k1: float, k2: float, k3: float | None = None
-                 ) -> dict[str, float]:
+def check_law(law: Any) -> Law:
+    """``law`` itself if it is a :class:`Law`; a ``TypeError`` naming the parameter otherwise (a name too)."""
+    if not isinstance(law, Law):
+        hint = f" (for a name use get_law({law!r}))" if isinstance(law, str) else ""
+        raise TypeError(f"law must be a Law such as LAWS['L3']{hint}, got {type(law).__name__} {law!r:.60}")
+    return law
+
+
+def reduce_cross(law_params: dict[str, float], form: str, k1: float | None = None, k2: float | None = None,
+                 k3: float | None = None) -> dict[str, float]:
     """Eq. (8): for a known domain (K = K0) the cross-domain law is an ordinary L3 with E0 = E + F/K0^mu."""
-    K0 = float(learnability(form, law_params, k1, k2, k3))
+    _check.params("law_params", law_params, ("E", "F", "mu"), nonnegative=("E", "F"))
+    K0 = learnability(form, law_params, k1, k2, k3)
+    if K0.ndim:
+        raise ValueError(f"k1, k2, k3 must be one domain's numbers (scalars), got shape {K0.shape}")
     out = dict(law_params)
-    out["E"] = law_params["E"] + law_params["F"] / K0 ** law_params["mu"]
+    out["E"] = law_params["E"] + law_params["F"] / float(K0) ** law_params["mu"]
     return out
