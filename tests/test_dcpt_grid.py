@@ -40,7 +40,8 @@ def test_grid_rows_resume_and_rerun(tmp_path, monkeypatch):
     # re-training one stored point gives its stored losses back
     again = cpt_run(spec, spec.sizes[0], "code", 1.0, loader, VOCAB, log=lambda s: None)
     kept = [r for r in stored.rows if r["run"] == "s/code/r1.00"]
-    np.testing.assert_allclose([r["L_d"] for r in again], [r["L_d"] for r in kept], rtol=1e-6)
+    # on one machine, one kernel path and one thread count, training is repeatable bit for bit
+    assert [(r["L_g"], r["L_d"]) for r in again] == [(r["L_g"], r["L_d"]) for r in kept]
     # pure-domain data lowers the domain loss more than pure-general data
     last = {r["run"]: r for r in stored.rows if r["step"] == 12}
     assert last["s/code/r1.00"]["L_d"] < last["s/code/r0.00"]["L_d"]
@@ -65,24 +66,35 @@ def test_usage1_ratios_surround_the_prediction():
     assert usage1_ratios(0.02) == (0.0, 0.02, 0.07, 0.12)  # clipped to [0, 1], duplicates merged
 
 
-def test_stored_grid_point_retrains_to_its_stored_losses():
-    """One point of the committed grid table (data/dcpt/grid), re-trained from scratch here, gives its losses back:
-    the base model is pre-trained again (unless build/ holds it) and the cheapest CPT run is repeated."""
-    from repro import paths
-    from repro.data import load_tokens, vocab_size
+@pytest.mark.parametrize("table, rid, neighbours", [
+    ("grid", "s/code/r0.10", ("s/code/r0.00", "s/code/r0.20")),  # the main grid's cheapest point
+    ("grid-cross", "s/law/r0.10", ("s/law/r0.00", "s/law/r0.20")),  # another stored table, same base model
+])
+def test_stored_grid_point_retrains_within_the_kernel_path_tolerance(table, rid, neighbours):
+    """A point of a committed table, re-trained from scratch here (base model included, unless build/ caches it),
+    gives its losses back within RETRAIN_RTOL, the drift measured across CPU kinds and kernel paths
+    (`python -m repro bench numerics`); counts (steps, tokens, parameters) exactly. And the tolerance is tight
+    enough to mean something: the re-trained run is nearer its own stored losses than its neighbours' ratios."""
+    from repro.dcpt.grid import RETRAIN_RTOL, retrain
 
-    stored = Grid.load(paths.DATA / "dcpt" / "grid")
-    spec = GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                       for k, v in stored.meta["spec"].items()})
-    size = spec.sizes[0]
-    rid = f"{size[0]}/code/r0.10"
-    assert rid in stored.done()
-    rows = cpt_run(spec, size, "code", 0.10, lambda c, s: load_tokens(c, s, profile=spec.token_profile),
-                   vocab_size(), log=lambda s: None)
-    kept = sorted((r for r in stored.rows if r["run"] == rid), key=lambda r: r["step"])
-    assert [r["step"] for r in rows] == [r["step"] for r in kept]
-    for key in ("L_g", "L_d", "D", "N"):
-        np.testing.assert_allclose([r[key] for r in rows], [r[key] for r in kept], rtol=1e-5, err_msg=key)
+    rows, kept = retrain(paths.DATA / "dcpt" / table, rid)
+    for key in ("step", "D", "N", "n_total", "r_d"):
+        assert [r[key] for r in rows] == [r[key] for r in kept], key
+    ours = np.array([[r["L_g"], r["L_d"]] for r in rows])
+    stored = np.array([[r["L_g"], r["L_d"]] for r in kept])
+    np.testing.assert_allclose(ours, stored, rtol=RETRAIN_RTOL)
+    grid = Grid.load(paths.DATA / "dcpt" / table)
+    for other in neighbours:
+        theirs = np.array([[r["L_g"], r["L_d"]] for r in sorted((r for r in grid.rows if r["run"] == other),
+                                                                 key=lambda r: r["step"])])
+        assert np.abs(ours[1:] - stored[1:]).sum() < np.abs(ours[1:] - theirs[1:]).sum(), other
+
+
+def test_retrain_refuses_an_unknown_run():
+    from repro.dcpt.grid import retrain
+
+    with pytest.raises(ValueError, match="rid 's/code/r0.11' is not a finished run"):
+        retrain(paths.DATA / "dcpt" / "grid", "s/code/r0.11")
 
 
 # -- issue 10, item 9: `dcpt grid` checks its arguments before any work ------------------------------------

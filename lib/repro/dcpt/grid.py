@@ -482,6 +482,48 @@ def spec_from_json(d: dict[str, Any]) -> GridSpec:
                        for k, v in d.items()})
 
 
+# How closely a stored run re-trains on another machine. fp32 training is bit-for-bit repeatable on one machine
+# with one kernel path and thread count, but ATen, MKL and oneDNN pick kernels by instruction set (and reductions
+# split by threads), and training amplifies their last-bit differences. `python -m repro bench numerics`
+# (reports/bench/numerics.json) re-trained s/code/r0.10 under 9 kernel paths on an Intel Xeon (AVX-512): the
+# largest relative difference from the stored table (made on an AMD EPYC, AVX2, 1 thread) was 0.25 %, and
+# 0.22 % between paths on the one machine; none of the paths gave the stored numbers back. The tolerance is
+# twice the largest drift measured.
+RETRAIN_RTOL = 5e-3
+
+
+def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
+            log: Callable[[str], None] = lambda s: None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Re-train one stored run of the table at ``grid_path`` from scratch (its base model too, unless
+    ``build/dcpt`` caches it); returns ``(rows, stored_rows)``, both ordered by step.
+
+    ``threads``: torch's intra-op threads for the run (default: what the run recorded, else 1, the thread
+    count the committed tables were made with); restored afterwards. Raises ``ValueError`` for an id the
+    table does not hold. Compare with :data:`RETRAIN_RTOL` across machines, exactly on the one that made it.
+    """
+    import torch
+
+    from ..data import load_tokens, vocab_size
+
+    grid = Grid.load(grid_path)
+    if rid not in grid.done():
+        raise ValueError(f"rid {rid!r} is not a finished run of {grid_path}; it holds {len(grid.done())} runs")
+    spec = spec_from_json(grid.meta["spec"])
+    size_name, domain, _ = rid.split("/")
+    kept = sorted((r for r in grid.rows if r["run"] == rid), key=lambda r: r["step"])
+    size = next(s for s in spec.sizes if s[0] == size_name)
+    info = grid.meta["runs"][rid]
+    threads = threads or (info.get("machine") or {}).get("threads") or 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = cpt_run(spec, size, domain, float(kept[0]["r_d"]),
+                       lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(), log=log)
+    finally:
+        torch.set_num_threads(before)
+    return sorted(rows, key=lambda r: r["step"]), kept
+
+
 def check_usage1_args(grid_path: str | os.PathLike, domain: str) -> Grid:
     """The table at ``grid_path`` exists and holds every run of ``domain`` (``GridArgumentError`` else)."""
     grid = Grid.load(grid_path)
