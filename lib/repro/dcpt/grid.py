@@ -497,8 +497,8 @@ def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
     """Re-train one stored run of the table at ``grid_path`` from scratch (its base model too, unless
     ``build/dcpt`` caches it); returns ``(rows, stored_rows)``, both ordered by step.
 
-    ``threads``: torch's intra-op threads for the run (default: what the run recorded, else 1, the thread
-    count the committed tables were made with); restored afterwards. Raises ``ValueError`` for an id the
+    ``threads``: torch's intra-op threads for the run (default: what the run recorded, else what the table's
+    ``machine`` entry says, else 1); restored afterwards. Raises ``ValueError`` for an id the
     table does not hold. Compare with :data:`RETRAIN_RTOL` across machines, exactly on the one that made it.
     """
     import torch
@@ -513,7 +513,7 @@ def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
     kept = sorted((r for r in grid.rows if r["run"] == rid), key=lambda r: r["step"])
     size = next(s for s in spec.sizes if s[0] == size_name)
     info = grid.meta["runs"][rid]
-    threads = threads or (info.get("machine") or {}).get("threads") or 1
+    threads = threads or (info.get("machine") or grid.meta.get("machine") or {}).get("threads") or 1
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
