@@ -47,3 +47,30 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make report" in readme and "make test" in readme
+
+
+STORED_TABLES = sorted((ROOT / "data").rglob("*.json"))
+STORED_TABLES = [p for p in STORED_TABLES if p.with_suffix(".csv").exists()]
+
+
+@pytest.mark.parametrize("path", STORED_TABLES, ids=lambda p: str(p.relative_to(ROOT / "data")))
+def test_every_stored_table_names_the_machine_of_every_run(path):
+    """Each run of a committed table names its CPU model, instruction set and threads: recorded by the run,
+    or (for tables made before runs recorded it) in a table-level entry that says it was not recorded."""
+    meta = json.loads(path.read_text())
+    assert meta["runs"], "a stored table with no runs"
+    for rid, info in meta["runs"].items():
+        m = info.get("machine") or meta.get("machine")
+        assert m, f"{rid}: no machine recorded, in the run or for the table"
+        assert m["cpu_model"] and m["isa"] in ("avx512", "avx2", "other") and m["threads"] >= 1, rid
+        if "machine" not in info:
+            assert meta["machine"]["recorded"] is False and meta["machine"]["note"], rid
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "reports" / "results").glob("*.json")), ids=lambda p: p.name)
+def test_every_committed_result_names_the_machine(path):
+    from repro.record import validate
+
+    doc = json.loads(path.read_text())
+    validate(doc)  # the schema requires cpu_model, isa and threads in machine
+    assert doc["machine"]["cpu_model"] and doc["machine"]["threads"] >= 1
