@@ -530,3 +530,14 @@ def test_other_bad_arguments_raise_naming_the_parameter(case):
     call, exc, match = {**OWN, **_grid_cases()}[case]
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("over", [{"alpha": 800.0}, {"b": 800.0}])
+def test_a_fit_stalled_next_to_an_overflow_is_not_converged(over):
+    """A start next to where L3 overflows: the line search fails at once at a point that is no minimum (large
+    gradient, poor fit); that used to be reported as converged."""
+    pts = synthetic_points(l3_params(), n_d=4)
+    stuck = fit(LAWS["L3"], pts, n_starts=0, extra_starts=[overflowing(LAWS["L3"], **over)])
+    assert stuck.converged is False and stuck.grad_norm > 1.0, (stuck.message, stuck.grad_norm)
+    good = fit(LAWS["L3"], pts, n_starts=2, grid_size=300)
+    assert good.converged is True and good.objective < stuck.objective

@@ -297,6 +297,27 @@ def test_parameters_cell_is_read_as_ipython_runs_it(tmp_path):
     assert isinstance(params["cores"], runner.Expression) and not isinstance(params["seed"], runner.Expression)
 
 
+@pytest.mark.parametrize(("src", "expect"), [
+    ("%%capture\nprofile = None\nseed = 0\n", {"profile": None, "seed": 0}),  # a cell magic around the cell
+    ("%%time\n%matplotlib inline\nprofile = None\n", {"profile": None}),
+    ("profile, seed = None, 0\n", {"profile": None, "seed": 0}),  # tuple unpacking
+    ("profile = None\na, b = divmod(7, 2)\n", {"profile": None, "a": "(divmod(7, 2))[0]", "b": "(divmod(7, 2))[1]"}),
+    ("%%bash\necho hi\n", {}),  # a cell magic whose body is not Python assigns nothing
+])
+def test_cell_magics_and_tuple_assignments_in_the_parameters_cell(tmp_path, src, expect):
+    assert runner.read_parameters(variant(tmp_path, "91_cell", params=src)) == expect
+
+
+def test_a_missing_notebooks_folder_or_bad_timeouts_are_refused_before_anything(fixture_notebooks, tmp_path):
+    p = cli("--notebooks", tmp_path / "nowhere", "--out", tmp_path / "r")
+    assert p.returncode == 2 and "notebooks folder" in p.stderr and "does not exist" in p.stderr, p.stderr
+    for flag, value in (("--timeout", "0"), ("--timeout", "-1"), ("--cell-timeout", "-5"), ("--timeout", "nan")):
+        with pytest.raises(runner.RunnerError, match=flag.lstrip("-").replace("-", "_") + " must be a positive"):
+            runner.run(notebooks=fixture_notebooks, out=tmp_path / "r", **{flag.lstrip("-").replace("-", "_"):
+                                                                            float(value)})
+    assert not (tmp_path / "r").exists()
+
+
 # -- items 3 and 8: one run of a folder with good, magic and unrunnable notebooks --------------------
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory):

@@ -93,7 +93,9 @@ def incomplete(nb_path: Path, name: str, results: Path) -> dict[str, Any] | None
 
     nb = nbformat.read(nb_path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    not_done = [c for c in code if c.metadata.get("papermill", {}).get("status") != "completed"]
+    # papermill's injected-parameters cell is not one of the notebook's own cells: it is not counted
+    not_done = [c for c in code if c.metadata.get("papermill", {}).get("status") != "completed"
+                and "injected-parameters" not in c.metadata.get("tags", [])]
     if not_done:
         cell = failed_cell(nb_path)
         error = next((o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"), None)

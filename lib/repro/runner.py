@@ -128,19 +128,52 @@ def read_parameters(path: Path) -> dict[str, Any]:
         except SyntaxError as e:
             raise NotebookRefused("SyntaxError", f"the parameters cell (code cell {code_index}) of {path.stem} "
                                   f"does not parse: line {e.lineno}: {e.msg}", where) from None
-        params: dict[str, Any] = {}
-        for node in tree.body:
-            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for t in targets:
-                    if isinstance(t, ast.Name):
-                        try:
-                            params[t.id] = ast.literal_eval(node.value)
-                        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                            params[t.id] = Expression(ast.unparse(node.value))
+        params = _assignments(tree, TransformerManager())
         return params
     raise NotebookRefused("MissingParametersCell", f"{path.stem} has no code cell tagged 'parameters' "
                           "(papermill injects the parameters after that cell)")
+
+
+def _default(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return Expression(ast.unparse(node))
+
+
+def _cell_magic_body(node: ast.stmt) -> str | None:
+    """The body of ``get_ipython().run_cell_magic(name, line, body)`` (how IPython runs ``%%magic`` cells)."""
+    call = node.value if isinstance(node, ast.Expr) else None
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run_cell_magic" \
+            and len(call.args) == 3 and isinstance(call.args[2], ast.Constant) and isinstance(call.args[2].value, str):
+        return call.args[2].value
+    return None
+
+
+def _assignments(tree: ast.Module, transformer: Any) -> dict[str, Any]:
+    """Names assigned at the top level of a (transformed) parameters cell, with their defaults: plain and
+    annotated assignments, tuple unpacking of a literal tuple (``profile, seed = None, 0``) and the body of
+    a cell magic (``%%capture`` then assignments), read the same way."""
+    params: dict[str, Any] = {}
+    for node in tree.body:
+        body = _cell_magic_body(node)
+        if body is not None:
+            try:
+                params.update(_assignments(ast.parse(transformer.transform_cell(body)), transformer))
+            except SyntaxError:
+                pass  # a cell magic whose body is not Python (%%bash, %%html): it assigns nothing we can see
+            continue
+        if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+            continue
+        for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            if isinstance(t, ast.Name):
+                params[t.id] = _default(node.value)
+            elif isinstance(t, ast.Tuple | ast.List) and all(isinstance(e, ast.Name) for e in t.elts):
+                values = node.value.elts if isinstance(node.value, ast.Tuple | ast.List) \
+                    and len(node.value.elts) == len(t.elts) else None
+                for i, e in enumerate(t.elts):
+                    params[e.id] = _default(values[i]) if values else Expression(f"({ast.unparse(node.value)})[{i}]")
+    return params
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -402,6 +435,8 @@ def plan(*, only: Sequence[str] | None = None, profile: str = "default", force: 
     if "profile" in parameters:
         raise RunnerError("set the profile with --profile, not -p profile=...")
     traveled = {k: travel(k, v) for k, v in parameters.items()}
+    if not Path(notebooks).is_dir():
+        raise RunnerError(f"notebooks folder {str(notebooks)!r} does not exist or is not a folder")
     selected = select(discover(notebooks), only)
     state = load_state(Path(out))
     jobs = []
@@ -430,6 +465,9 @@ def run(*, only: Sequence[str] | None = None, profile: str = "default", jobs: in
     """Run the selected notebooks; returns the jobs. Raises :class:`RunnerError` on bad input (see :func:`plan`)."""
     if jobs < 1:
         raise RunnerError(f"jobs must be at least 1, got {jobs}")
+    for name, limit in (("timeout", timeout), ("cell_timeout", cell_timeout)):
+        if not limit > 0:  # also refuses NaN
+            raise RunnerError(f"{name} must be a positive number of seconds, got {limit!r}")
     out = Path(out)
     all_jobs = plan(only=only, profile=profile, force=force, parameters=parameters, out=out,
                     notebooks=notebooks, lib=lib, data=data)
