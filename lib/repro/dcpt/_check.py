@@ -31,12 +31,12 @@ def real(name: str, x: Any, *, lo: float | None = None, hi: float | None = None,
     below = lo is not None and (v <= lo if lo_open else v < lo)
     above = hi is not None and (v >= hi if hi_open else v > hi)
     if below or above:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
+        left = "(" if lo_open or lo is None else "["  # an infinite end is always open: only finite x pass
+        right = ")" if hi_open or hi is None else "]"
         lo_s = "-inf" if lo is None else f"{lo:g}"
         hi_s = "inf" if hi is None else f"{hi:g}"
         rng = f"{left}{lo_s}, {hi_s}{right}"
-        raise ValueError(f"{name} must lie in {rng}, got {v:g}" + (f" ({hint})" if hint else ""))
+        raise ValueError(f"{name} must lie in {rng}, got {v!r}" + (f" ({hint})" if hint else ""))
     return v
 
 
