@@ -44,6 +44,7 @@ clean-venv:
 bench: setup
 	$(PY) -m repro bench gpt $(if $(QUICK),--quick,)
 	$(PY) -m repro bench picasso $(if $(QUICK),--quick,)
+	$(PY) -m repro bench runs $(if $(QUICK),--quick,)
 
 ## data: build the corpora (full and smoke) and check them against data/manifest.json
 data: setup

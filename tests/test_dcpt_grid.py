@@ -30,20 +30,20 @@ def test_grid_rows_resume_and_rerun(tmp_path, monkeypatch):
     spec = tiny(tmp_path)
     path = tmp_path / "grid"
     grid = run_grid(spec, path, loader, VOCAB, only=["s/code/r0.00"], log=lambda s: None)
-    assert grid.done() == {"s/code/r0.00"}
+    assert grid.labels() == {"s/code/r0.00"} and grid.done() == {spec.runs()[0].id}
     steps = spec.eval_steps()
     assert [r["step"] for r in grid.rows] == steps and steps[0] == 0
     grid = run_grid(spec, path, loader, VOCAB, log=lambda s: None)  # resumes: only the missing run
-    assert grid.done() == {"s/code/r0.00", "s/code/r1.00"}
+    assert grid.labels() == {"s/code/r0.00", "s/code/r1.00"}
     stored = Grid.load(path)
     assert len(stored.rows) == 2 * len(steps) and stored.meta["spec"]["cpt_steps"] == 12
     # re-training one stored point gives its stored losses back
     again = cpt_run(spec, spec.sizes[0], "code", 1.0, loader, VOCAB, log=lambda s: None)
-    kept = [r for r in stored.rows if r["run"] == "s/code/r1.00"]
+    kept = [r for r in stored.rows if r["run"] == stored.find("s/code/r1.00")]
     # on one machine, one kernel path and one thread count, training is repeatable bit for bit
     assert [(r["L_g"], r["L_d"]) for r in again] == [(r["L_g"], r["L_d"]) for r in kept]
     # pure-domain data lowers the domain loss more than pure-general data
-    last = {r["run"]: r for r in stored.rows if r["step"] == 12}
+    last = {r["run"].split("@")[0]: r for r in stored.rows if r["step"] == 12}
     assert last["s/code/r1.00"]["L_d"] < last["s/code/r0.00"]["L_d"]
     pts = points(stored.frame(), "domain")
     assert pts.n == 2 * (len(steps) - 1) and set(np.unique(pts.r)) == {0.0, 1.0}
@@ -85,7 +85,8 @@ def test_stored_grid_point_retrains_within_the_kernel_path_tolerance(table, rid,
     np.testing.assert_allclose(ours, stored, rtol=RETRAIN_RTOL)
     grid = Grid.load(paths.DATA / "dcpt" / table)
     for other in neighbours:
-        theirs = np.array([[r["L_g"], r["L_d"]] for r in sorted((r for r in grid.rows if r["run"] == other),
+        rid = grid.find(other)  # the run's id (label@hash) from its label
+        theirs = np.array([[r["L_g"], r["L_d"]] for r in sorted((r for r in grid.rows if r["run"] == rid),
                                                                  key=lambda r: r["step"])])
         assert np.abs(ours[1:] - stored[1:]).sum() < np.abs(ours[1:] - theirs[1:]).sum(), other
 
@@ -143,6 +144,7 @@ def _stored_copy(tmp_path):
     (["--device", "cuda:99"], "--device"),
     (["--seed", "-1"], "--seed"),
     (["--seed", "one"], "--seed"),
+    (["--seed", str(2**70)], "--seed"),  # beyond torch's 64-bit generator seed
     (["--cross", "--domains", "code"], "--domains"),  # code is in the main grid, not in the cross-domain one
 ])
 def test_cli_bad_arguments_are_one_line_naming_the_parameter(capsys, tmp_path, argv, flag):
@@ -150,6 +152,22 @@ def test_cli_bad_arguments_are_one_line_naming_the_parameter(capsys, tmp_path, a
     line = _cli_error(capsys, argv + ["--out", str(out)])
     assert line.startswith("python -m repro dcpt grid: error:") and flag in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if out.name == "g" else ["stored.csv", "stored.json"])
+
+
+@pytest.mark.parametrize("csv, meta, says", [
+    ("a,b\n", None, "columns ['a', 'b']"),  # not a grid table
+    (None, "{", "is not JSON"),  # a broken provenance file
+    ("run,size,N,n_total,domain,r_d,step,D,L_g,L_d\ns/code/r0.10@x,s,1,2,code,0.1,0,0,nan?,1\n", None, "line 2"),
+])
+def test_cli_refuses_a_malformed_table_at_out_in_one_line(capsys, tmp_path, csv, meta, says):
+    out = tmp_path / "bad"
+    for text, suffix in ((csv, ".csv"), (meta, ".json")):
+        if text is not None:
+            out.with_suffix(suffix).write_text(text)
+    before = sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir())
+    line = _cli_error(capsys, ["--out", str(out), "--only", "s/code/r0.00"])
+    assert line.startswith("python -m repro dcpt grid: error: --out:") and says in line, line
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == before
 
 
 def test_cli_refuses_another_spec_at_out_before_work(capsys, tmp_path):
@@ -224,7 +242,7 @@ def test_grid_table_is_resumed_only_from_the_same_inputs(tmp_path, monkeypatch):
         run_grid(spec, tmp_path / "grid", other_tokens, VOCAB, log=lambda s: None)
     with pytest.raises(ValueError, match="other inputs .*vocab"):
         run_grid(spec, tmp_path / "grid", loader, VOCAB + 8, log=lambda s: None)
-    assert Grid.load(tmp_path / "grid").done() == {"s/code/r0.00"}
+    assert Grid.load(tmp_path / "grid").labels() == {"s/code/r0.00"}
 
 
 # -- issue 10, item 11: run ids never collide ---------------------------------------------------------------
@@ -233,33 +251,65 @@ def test_close_ratios_get_distinct_ids_and_keep_their_rows(tmp_path, monkeypatch
     monkeypatch.setattr("repro.paths.BUILD", tmp_path / "build")
     spec = GridSpec(sizes=(("xs", 1, 2, 16),), domains=("code",), ratios=(0.92, 0.924), context=16, batch_size=4,
                     base_steps=10, cpt_steps=12, warmup_steps=2, n_evals=4, eval_batches=2)
-    assert [r[0] for r in spec.runs()] == ["xs/code/r0.92", "xs/code/r0.924"]
+    assert [r.label for r in spec.runs()] == ["xs/code/r0.92", "xs/code/r0.924"]
     grid = run_grid(spec, tmp_path / "grid", loader, VOCAB, log=lambda s: None)
     stored = Grid.load(tmp_path / "grid")
-    assert stored.done() == {"xs/code/r0.92", "xs/code/r0.924"}
+    assert stored.labels() == {"xs/code/r0.92", "xs/code/r0.924"}
     assert sorted({r["r_d"] for r in stored.rows}) == [0.92, 0.924] and len(stored.rows) == 2 * len(spec.eval_steps())
-    info = grid.meta["runs"]["xs/code/r0.924"]
-    assert info["machine"]["cpu_model"] and info["machine"]["threads"] >= 1 and info["device"] == "cpu"
+    info = grid.by_label()["xs/code/r0.924"]
+    assert info["machine"]["cpu_model"] and info["machine"]["threads"] == 1 and info["spec"]["device"] == "cpu"
 
 
 def test_run_ids_are_distinct_and_the_stored_tables_keep_theirs():
-    from repro.dcpt.grid import ratio_text, run_id, spec_from_json
+    from repro.dcpt.grid import ratio_text, run_label, spec_from_json
 
-    # floats that print alike at two decimals, or at all: each keeps its own id
+    # floats that print alike at two decimals, or at all: each keeps its own label
     for a, b in [(0.3, 0.1 + 0.2), (0.5, 0.5000001), (0.1, 0.1000000000000001), (0.0, 1e-300)]:
-        assert a != b and run_id("s", "code", a) != run_id("s", "code", b)
+        assert a != b and run_label("s", "code", a) != run_label("s", "code", b)
         assert float(ratio_text(a)) == a and float(ratio_text(b)) == b
-    assert run_id("s", "code", 0.1) == "s/code/r0.10" and run_id("s", "code", -0.0) == "s/code/r0.00"
-    # the committed tables' ids are what their specs give now
+    assert run_label("s", "code", 0.1) == "s/code/r0.10" and run_label("s", "code", -0.0) == "s/code/r0.00"
+    # the committed tables' ids are what their specs give now, on the CPU
     for meta in sorted((paths.DATA / "dcpt").glob("grid*.json")):
         stored = Grid.load(meta.with_suffix(""))
-        assert stored.done() <= {r[0] for r in spec_from_json(stored.meta["spec"]).runs()}, meta.name
+        runs = {r.id: r for r in spec_from_json(stored.meta["spec"]).runs("cpu")}
+        assert stored.done() <= set(runs), meta.name
         assert {r["run"] for r in stored.rows} == stored.done()
+        assert all(stored.meta["runs"][i]["label"] == runs[i].label for i in stored.done())
     # specs whose ids would collide are refused
     base = dict(sizes=(("s", 1, 2, 16),), domains=("code",))
+    assert GridSpec(**base, seed=1).runs()[0].id != GridSpec(**base).runs()[0].id  # the hash covers the settings
     with pytest.raises(ValueError, match="ratios holds duplicates"):
         GridSpec(**base, ratios=(0.5, 0.5))
     with pytest.raises(ValueError, match="sizes holds duplicates"):
         GridSpec(sizes=(("s", 1, 2, 16), ("s", 1, 4, 16)), domains=("code",))
     with pytest.raises(ValueError, match="must not contain '/'"):  # "a/b" + "c" and "a" + "b/c" would both be a/b/c
         GridSpec(sizes=(("a/b", 1, 2, 16),), domains=("c",))
+
+
+# -- issue 12: the committed tables' run ids were converted to repro.runs' scheme, every value kept ---------------
+def test_committed_tables_are_the_conversion_of_their_old_form(tmp_path):
+    """Each committed table, put back into the form it had before repro.runs (ids `s/code/r0.10`, the old
+    provenance), converts to exactly the committed files; a converted table is not converted twice."""
+    import json
+
+    from repro.dcpt.grid import convert_legacy_table
+
+    for csv in sorted((paths.DATA / "dcpt").glob("grid*.csv")):
+        new = json.loads(csv.with_suffix(".json").read_text())
+        label = {rid: info["label"] for rid, info in new["runs"].items()}
+        old = {k: v for k, v in new.items() if k != "converted"}
+        old["runs"] = {info["label"]: {"seconds": info["seconds"], "cpu_seconds": info["cpu_seconds"],
+                                       "git": info["git"]["revision"], "finished": info["end"]}
+                       for info in new["runs"].values()}
+        lines = csv.read_text().splitlines()
+        legacy = tmp_path / csv.stem
+        legacy.with_suffix(".csv").write_text("\n".join([lines[0]] + [label[ln.split(",", 1)[0]] + "," +
+                                                                      ln.split(",", 1)[1] for ln in lines[1:]]) + "\n")
+        legacy.with_suffix(".json").write_text(json.dumps(old, indent=1) + "\n")
+        assert convert_legacy_table(legacy, when=new["converted"]["when"]) == len(new["runs"])
+        assert legacy.with_suffix(".csv").read_text() == csv.read_text(), csv.name
+        assert json.loads(legacy.with_suffix(".json").read_text()) == new, csv.name
+        with pytest.raises(ValueError, match="holds no runs of the old scheme"):
+            convert_legacy_table(legacy)
+    # the stored ids: the label and the hash of the run's spec (the grid cut to one run, on the CPU)
+    assert Grid.load(paths.DATA / "dcpt" / "grid").find("s/code/r0.10") == "s/code/r0.10@2ae0bfe59d"

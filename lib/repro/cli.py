@@ -5,6 +5,8 @@
     python -m repro scorecard      write the claims table into the README's marked section
     python -m repro validate DIR   check every results JSON in DIR against the schema
     python -m repro bench NAME [--quick]   a benchmark against its baseline -> reports/bench/NAME.json
+    python -m repro runs NAME [--executor local|ray] [--address A] [--jobs N] [--only RUN ...] [--status]
+                                   run (or resume) a sweep of runs into its table under data/ (repro.runs)
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def _cmd_data(a: argparse.Namespace) -> int:
     return data_main(a.rest)
 
 
+def _cmd_runs(a: argparse.Namespace) -> int:
+    from .runs import main as runs_main
+
+    return runs_main(a.rest)
+
+
 def _cmd_dcpt(a: argparse.Namespace) -> int:
     from .dcpt.grid import main as grid_main
 
@@ -92,6 +100,9 @@ def _cmd_dcpt(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["runs"]:  # its own parser, whose options may come first (`runs --list`, `runs --help`)
+        return _cmd_runs(argparse.Namespace(rest=args[1:]))
     parser = argparse.ArgumentParser(prog="python -m repro", description="The reproduction workbook.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -131,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     dt = sub.add_parser("data", help="`data build [--smoke|--all] [--force]`, `data verify`: the corpora")
     dt.add_argument("rest", nargs=argparse.REMAINDER)
     dt.set_defaults(func=_cmd_data)
+
+    sub.add_parser("runs", help="`runs NAME [--executor local|ray] ...`: a sweep of runs into its table (see "
+                   "`runs --help`)")
 
     d = sub.add_parser("dcpt", help="D-CPT Law: `dcpt grid` trains the grid of continual pre-training runs")
     d.add_argument("what", choices=["grid"])

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import paths
 
-BENCHES = ("gpt", "picasso", "numerics")
+BENCHES = ("gpt", "picasso", "numerics", "runs")
 
 
 def machine() -> dict[str, Any]:

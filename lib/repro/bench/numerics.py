@@ -130,7 +130,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     names = QUICK_CONFIGS if quick else tuple(CONFIGS)
     _, stored = _spec(quick)
-    kept = None if stored is None else sorted((r for r in stored.rows if r["run"] == POINT), key=lambda r: r["step"])
+    rid = None if stored is None else stored.find(POINT)
+    kept = None if stored is None else sorted((r for r in stored.rows if r["run"] == rid), key=lambda r: r["step"])
     runs = {n: _spawn("retrain", n, quick) for n in tqdm(names, desc="re-train per kernel path")}
     rounds = 2 if quick else 3
     speed: dict[str, list[float]] = {n: [] for n in names}

@@ -12,7 +12,7 @@ import numpy as np
 from . import _check
 from .fit import Fit, Points, _cv_one, _fit_named, check_splits, fit, parallel_map, resample_runs
 from .grid import points as grid_points
-from .grid import run_id
+from .grid import run_label
 from .laws import LAWS
 
 
@@ -285,7 +285,7 @@ def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PR
     for dom, f in frame[(frame["size"] == size) & np.isclose(frame["r_d"], r_d)].groupby("domain"):
         f = f.sort_values("step")
         if not (f["step"] == 0).any():
-            raise ValueError(f"probe run {run_id(size, dom, r_d)} has no step-0 evaluation")
+            raise ValueError(f"probe run {run_label(size, dom, r_d)} has no step-0 evaluation")
         at = [int(f["step"].iloc[np.abs(f["step"].to_numpy() - s).argmin()]) for s in steps]
         L = dict(zip(f["step"].astype(int), f["L_d"], strict=True))
         L0 = L[0]

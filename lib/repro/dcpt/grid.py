@@ -7,31 +7,34 @@ learning rate after warm-up (so that evaluations along one run are valid data-si
 card's pitfall about cosine schedules), evaluating both the general and the domain validation loss at
 steps spaced densely early and sparsely late (App. I's lesson: exponential-decay sampling).
 
-The table (one row per evaluation) is rewritten atomically after every finished run, so an
-interrupted grid resumes where it stopped; a JSON beside it records the command, the spec, the inputs
-(vocabulary, tokenizer and token-array hashes: a table is resumed only from the same inputs) and, for
-every run, its cost, git revision, device and machine. Base models are cached in ``build/dcpt`` under a
-key of everything that decides their weights (:func:`base_key`).
+The grid is a sweep of :mod:`repro.runs`: one :class:`CPTRun` per (size, domain, ratio), performed by
+:func:`perform_run`, stored as a table under ``data/dcpt/`` (one row per evaluation) that is rewritten
+atomically as each run finishes, so an interrupted grid resumes where it stopped, locally or on a Ray cluster.
+Its JSON records the command, the grid's spec, the inputs (vocabulary, tokenizer and token-array hashes: a
+table is resumed only from the same inputs) and every run's provenance (spec, cost, git revision, machine).
+The sweeps by name: :data:`SWEEPS` (``python -m repro runs dcpt/grid``; ``python -m repro dcpt grid`` is the
+same with the old flags). Base models are cached in ``build/dcpt`` under a key of everything that decides
+their weights (:func:`base_key`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
 import os
-import subprocess
-import sys
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import paths
+from .. import paths, runs
 from . import _check
 
 # The paper's nine general:domain mixtures {10:0, 9:1, 8:2, 6.7:3.3, 5:5, 3.3:6.7, 2:8, 1:9, 0:10} as r_d.
@@ -49,7 +52,11 @@ CROSS_SPEC = dict(DEFAULT_SPEC, sizes=DEFAULT_SPEC["sizes"][:2], domains=("chemi
 FULL_SPEC = dict(sizes=(("s", 4, 4, 128), ("m", 6, 8, 256), ("l", 8, 8, 384)),
                  domains=("chemistry", "code", "law", "math", "medicine", "music"), context=256, batch_size=64,
                  base_steps=3000, cpt_steps=2000, warmup_steps=50, n_evals=24, eval_batches=16)
-COLUMNS = ("run", "size", "N", "n_total", "domain", "r_d", "step", "D", "L_g", "L_d")
+# The table's columns and their types (N: non-embedding parameters, n_total: all parameters, D: CPT tokens seen,
+# L_g / L_d: general / domain validation loss, nats per token).
+COLUMN_TYPES = {"run": str, "size": str, "N": float, "n_total": float, "domain": str, "r_d": float, "step": float,
+                "D": float, "L_g": float, "L_d": float}
+COLUMNS = tuple(COLUMN_TYPES)
 
 
 @dataclass(frozen=True)
@@ -109,15 +116,17 @@ class GridSpec:
         _check.integer("n_evals", self.n_evals, 2)
         _check.integer("warmup_steps", self.warmup_steps, 0)
         _check.integer("seed", self.seed, 0)
+        if self.seed >= 2**63:
+            raise ValueError(f"seed must be below 2**63 (torch's generators take a 64-bit integer), got {self.seed}")
         _check.positive("base_lr", self.base_lr)
         _check.positive("cpt_lr", self.cpt_lr)
         _check.text("token_profile", self.token_profile)
         if self.warmup_steps >= self.cpt_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be below cpt_steps={self.cpt_steps}")
-        ids = [r[0] for r in self.runs()]
-        clash = sorted({i for i in ids if ids.count(i) > 1})
+        labels = [run_label(s[0], d, r) for d in self.domains for s in self.sizes for r in self.ratios]
+        clash = sorted({i for i in labels if labels.count(i) > 1})
         if clash:
-            raise ValueError(f"run ids collide: {clash}")
+            raise ValueError(f"run labels collide: {clash}")
 
     def to_json(self) -> dict[str, Any]:
         """The spec as plain JSON types (tuples become lists), as it is stored beside the table."""
@@ -126,9 +135,43 @@ class GridSpec:
     def eval_steps(self) -> list[int]:
         return eval_schedule(self.cpt_steps, self.n_evals, first=self.warmup_steps)
 
-    def runs(self) -> list[tuple[str, str, str, float]]:
-        # domain by domain, so that an interrupted grid has whole domains
-        return [(run_id(s[0], d, r), s[0], d, r) for d in self.domains for s in self.sizes for r in self.ratios]
+    def runs(self, device: str = "cpu") -> list[CPTRun]:
+        """One :class:`CPTRun` per (size, domain, ratio) on ``device``, domain by domain (so that an interrupted
+        grid has whole domains), then size, then ratio."""
+        return [CPTRun(dataclasses.replace(self, sizes=(tuple(s),), domains=(d,), ratios=(float(r) + 0.0,)), device)
+                for d in self.domains for s in self.sizes for r in self.ratios]
+
+
+@dataclass(frozen=True)
+class CPTRun:
+    """One continual pre-training run: the grid spec cut to its one (size, domain, r_d), and the device.
+
+    A run spec of :mod:`repro.runs`: its id is ``label@hash`` of all of it (so the same run in two tables has one
+    id, and a run under other settings another); it asks for one CPU and, on ``cuda``, one GPU."""
+
+    grid: GridSpec
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check.instance("grid", self.grid, GridSpec)
+        if (len(self.grid.sizes), len(self.grid.domains), len(self.grid.ratios)) != (1, 1, 1):
+            raise ValueError("grid: a CPTRun's grid holds one size, one domain and one ratio, got "
+                             f"{len(self.grid.sizes)}, {len(self.grid.domains)} and {len(self.grid.ratios)}")
+        _check.text("device", self.device)
+
+    size = property(lambda self: self.grid.sizes[0])
+    domain = property(lambda self: self.grid.domains[0])
+    r_d = property(lambda self: float(self.grid.ratios[0]))
+    seed = property(lambda self: self.grid.seed)
+    label = property(lambda self: run_label(self.size[0], self.domain, self.r_d))
+    id = property(lambda self: runs.run_id(self))
+    num_cpus = 1
+    num_gpus = property(lambda self: 1 if self.device.startswith("cuda") else 0)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CPTRun:
+        """The run whose :func:`repro.runs.spec_json` is ``d`` (as a table's JSON records it)."""
+        return cls(spec_from_json(d["grid"]), d["device"])
 
 
 def _name(what: str, name: Any) -> str:
@@ -148,8 +191,9 @@ def ratio_text(r_d: float) -> str:
     return short if float(short) == r_d else repr(r_d)
 
 
-def run_id(size: str, domain: str, r_d: float) -> str:
-    """The id of one run of the grid, e.g. ``m/code/r0.50``: distinct (size, domain, ratio) give distinct ids."""
+def run_label(size: str, domain: str, r_d: float) -> str:
+    """The readable label of one run of the grid, e.g. ``m/code/r0.50`` (its id adds a hash of the whole spec):
+    distinct (size, domain, ratio) give distinct labels."""
     return f"{_name('size', size)}/{_name('domain', domain)}/r{ratio_text(r_d)}"
 
 
@@ -170,66 +214,15 @@ def eval_schedule(max_steps: int, n: int, first: int = 1, lam: float = 4.0) -> l
     return steps
 
 
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+class Grid(runs.Table):
+    """A grid table on disk (a :class:`repro.runs.Table`): ``<path>.csv`` with :data:`COLUMNS` and ``<path>.json``
+    with the spec, the inputs and each run's provenance under ``runs`` (keyed by run id, each with its label)."""
 
-
-@dataclass
-class Grid:
-    """A grid table on disk: ``<path>.csv`` with :data:`COLUMNS` and ``<path>.json`` with its provenance."""
-
-    path: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    columns = COLUMN_TYPES
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Grid:
-        path = Path(path)
-        g = cls(path)
-        csv, meta = path.with_suffix(".csv"), path.with_suffix(".json")
-        if csv.exists():
-            lines = csv.read_text().splitlines()
-            head = lines[0].split(",")
-            if tuple(head) != COLUMNS:
-                raise ValueError(f"{csv}: columns {head}, expected {list(COLUMNS)}")
-            for line in lines[1:]:
-                vals = line.split(",")
-                g.rows.append({k: (v if k in ("run", "size", "domain") else float(v)) for k, v in zip(head, vals, strict=True)})
-        if meta.exists():
-            g.meta = json.loads(meta.read_text())
-        return g
-
-    def done(self) -> set[str]:
-        return set(self.meta.get("runs", {}))
-
-    def merge_run(self, rid: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
-        """Add one finished run and save, merging with what other processes saved to the same table meanwhile
-        (under an exclusive lock, so that grids split over processes with ``--domains`` share one table)."""
-        import fcntl
-
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            disk = Grid.load(self.path)
-            done = set(disk.meta.get("runs", {})) - {rid}
-            self.rows = [r for r in disk.rows if r["run"] in done] + rows
-            self.meta["runs"] = {k: v for k, v in disk.meta.get("runs", {}).items() if k in done} | {rid: info}
-            self.save()
-
-    def save(self) -> None:
-        lines = [",".join(COLUMNS)]
-        for r in self.rows:
-            lines.append(",".join(str(r[k]) if isinstance(r[k], str) else repr(float(r[k])) for k in COLUMNS))
-        paths.atomic_write_text(self.path.with_suffix(".csv"), "\n".join(lines) + "\n")
-        paths.atomic_write_text(self.path.with_suffix(".json"), json.dumps(self.meta, indent=1) + "\n")
-
-    def frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+    def load(cls, path: str | os.PathLike, columns: dict[str, type] | None = None) -> Grid:
+        return super().load(path, columns)  # type: ignore[return-value]
 
 
 TokenLoader = Callable[[str, str], np.ndarray]  # (corpus, split) -> 1-D token array
@@ -334,14 +327,16 @@ def base_model(spec: GridSpec, size: tuple[str, int, int, int], load: TokenLoade
 
 def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: float, load: TokenLoader,
             vocab: int, device: str = "cpu", log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One continual pre-training run from the base model; returns its table rows (step 0 included)."""
+    """One continual pre-training run from the base model; returns its table rows (step 0 included), ``run`` the
+    id of its :class:`CPTRun`."""
     from ..data.sampler import DomainSampler
     from ..train import TrainConfig, train
 
     _check.instance("spec", spec, GridSpec)
     if domain not in spec.domains:
         raise ValueError(f"domain {domain!r} is not one of the spec's domains {list(spec.domains)}")
-    rid = run_id(size[0], domain, r_d)
+    rid = CPTRun(dataclasses.replace(spec, sizes=(tuple(size),), domains=(domain,), ratios=(float(r_d) + 0.0,)),
+                 device).id
     model = base_model(spec, size, load, vocab, device, log=log)
     tokens = {spec.general: load(spec.general, "train"), domain: load(domain, "train")}
     val = {spec.general: load(spec.general, "validation"), domain: load(domain, "validation")}
@@ -361,12 +356,8 @@ def cpt_run(spec: GridSpec, size: tuple[str, int, int, int], domain: str, r_d: f
     return rows
 
 
-class GridArgumentError(ValueError):
+class GridArgumentError(runs.RunsArgumentError):
     """A bad argument to :func:`run_grid`, found before any work starts; ``param`` names it."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param, self.message = param, message
 
 
 def grid_inputs(spec: GridSpec, load: TokenLoader, vocab: int) -> dict[str, Any]:
@@ -380,75 +371,115 @@ def grid_inputs(spec: GridSpec, load: TokenLoader, vocab: int) -> dict[str, Any]
 def check_grid_args(spec: GridSpec, path: str | os.PathLike, *, device: str = "cpu",
                     only: Sequence[str] | None = None, domains: Sequence[str] | None = None) -> Grid:
     """The checks :func:`run_grid` makes before any work (the table at ``path`` is loaded and returned):
-    ``GridArgumentError`` naming ``spec``, ``path``, ``device``, ``only`` or ``domains``."""
+    ``GridArgumentError`` naming ``spec``, ``path`` (a table of another spec, of runs made on another device, or
+    with the run ids used before :mod:`repro.runs`), ``device``, ``only`` (run labels or ids) or ``domains``."""
     if not isinstance(spec, GridSpec):
         raise GridArgumentError("spec", f"must be a GridSpec, got {type(spec).__name__}")
     try:
         check_device(device)
     except (TypeError, ValueError) as e:
         raise GridArgumentError("device", str(e).removeprefix("device ")) from None
-    for name, given, valid in (("domains", domains, list(spec.domains)), ("only", only, [r[0] for r in spec.runs()])):
+    valid = {"domains": list(spec.domains), "only": [r.label for r in spec.runs(device)]}
+    for name, given in (("domains", domains), ("only", only)):
         if given is None:
             continue
         if isinstance(given, str) or not all(isinstance(g, str) for g in given):
             raise GridArgumentError(name, f"must be a list of str, got {given!r}")
-        unknown = [g for g in given if g not in valid]
+        ids = {r.id for r in spec.runs(device)} if name == "only" else set()
+        unknown = [g for g in given if g not in valid[name] and g not in ids]
         if unknown:
-            shown = valid if len(valid) <= 12 else valid[:6] + ["..."]
+            shown = valid[name] if len(valid[name]) <= 12 else valid[name][:6] + ["..."]
             raise GridArgumentError(name, f"{unknown} not in this grid's spec (valid: {', '.join(shown)})")
     grid = Grid.load(path)
+    legacy = [k for k in grid.meta.get("runs", {}) if "@" not in k]
+    if legacy:
+        raise GridArgumentError("path", f"{path} holds run ids of the scheme before repro.runs (e.g. {legacy[0]}): "
+                                "convert it once (repro.dcpt.grid.convert_legacy_table) or delete it")
     if grid.meta and grid.meta.get("spec") != spec.to_json():
         stored = grid.meta.get("spec") or {}
         diff = sorted(k for k in set(stored) | set(spec.to_json()) if stored.get(k) != spec.to_json().get(k))
         raise GridArgumentError("path", f"{path} was made with another spec (differs in {', '.join(diff)}); use a "
                                 "new path or the same settings")
+    made_on = sorted({info["spec"]["device"] for info in grid.meta.get("runs", {}).values()} - {device})
+    if made_on:
+        raise GridArgumentError("device", f"{path} holds runs made on {', '.join(made_on)}, not {device}: use "
+                                "another table (--out) for runs on another device")
     return grid
+
+
+def perform_run(run: CPTRun) -> list[dict[str, Any]]:
+    """Perform one run of a grid sweep wherever an executor puts it: :func:`cpt_run` on the workbook's tokens (the
+    profile the spec names, built where missing) and tokenizer; returns its rows."""
+    from ..data import load_tokens, vocab_size
+
+    load = functools.partial(load_tokens, profile=run.grid.token_profile)
+    return cpt_run(run.grid, run.size, run.domain, run.r_d, load, vocab_size(), run.device)
+
+
+def _perform_with(run: CPTRun, load: TokenLoader, vocab: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    return cpt_run(run.grid, run.size, run.domain, run.r_d, load, vocab, run.device, log=log)
+
+
+def _check_inputs(table: runs.Table, spec: GridSpec, load: TokenLoader, vocab: int, log: Callable[[str], None]
+                  ) -> None:
+    """A table holding runs is resumed only from its recorded :func:`grid_inputs`; a new one records them."""
+    inputs = grid_inputs(spec, load, vocab)
+    old = table.meta.get("inputs")
+    if old not in (None, inputs):
+        diff = sorted(k for k in ("vocab", "tokenizer_sha256") if old.get(k) != inputs[k]) + sorted(
+            k for k in inputs["tokens_sha256"] if old.get("tokens_sha256", {}).get(k) != inputs["tokens_sha256"][k])
+        raise GridArgumentError("path", f"{table.path} holds runs made from other inputs (changed: "
+                                f"{', '.join(diff)}); use a new path")
+    if not table.done():
+        table.meta["inputs"] = inputs
+    elif old is None:
+        log(f"note: {table.path} predates recorded inputs (token hashes); its runs cannot be checked against them")
+
+
+def grid_sweep(spec: GridSpec, path: str | os.PathLike, *, device: str = "cpu", load: TokenLoader | None = None,
+               vocab: int | None = None, name: str | None = None, meta: dict[str, Any] | None = None,
+               log: Callable[[str], None] = print) -> runs.Sweep:
+    """The grid ``spec`` as a sweep of :mod:`repro.runs` with its table at ``path``: runs on ``device``; tokens from
+    ``load`` and ``vocab`` (default: the workbook's, which any executor can load; a given ``load`` runs in this
+    process only). ``meta``: entries a new table records (usage 1's prediction)."""
+    from ..data import load_tokens, vocab_size
+
+    check_grid_args(spec, path, device=device)
+    if load is None:
+        run_fn: Callable[[CPTRun], list[dict[str, Any]]] = perform_run
+        load, vocab = functools.partial(load_tokens, profile=spec.token_profile), vocab_size()
+    else:
+        _check.callable_("load", load)
+        vocab = _check.integer("vocab", vocab, 2)
+        run_fn = functools.partial(_perform_with, load=load, vocab=vocab, log=log)
+    prepare = functools.partial(_check_inputs, spec=spec, load=load, vocab=vocab, log=log)
+    return runs.Sweep(name or f"dcpt/{Path(path).name}", Path(path), tuple(spec.runs(device)), run_fn, COLUMN_TYPES,
+                      key={"spec": spec.to_json()}, meta=meta or {}, prepare=prepare, table_type=Grid)
 
 
 def run_grid(spec: GridSpec, path: str | os.PathLike, load: TokenLoader, vocab: int, *, device: str = "cpu",
              only: Sequence[str] | None = None, domains: Sequence[str] | None = None,
              log: Callable[[str], None] = print) -> Grid:
-    """Run every (size, domain, ratio) not yet in the table at ``path`` (only the run ids ``only`` and the
-    ``domains`` given, if given); save after each run.
+    """Run every (size, domain, ratio) not yet in the table at ``path`` in this process (only the runs ``only``
+    names by label or id, and the ``domains`` given, if given); the table is written as each run finishes.
 
     Every argument is checked before any work (:func:`check_grid_args`, and the inputs: a table already holding
-    runs is resumed only when its recorded :func:`grid_inputs` equal the current ones). Each run's entry in the
-    JSON records its wall and CPU seconds, the git revision, the device and the machine (:func:`machine_info`)."""
-    from ..machine import machine_info
-
-    grid = check_grid_args(spec, path, device=device, only=only, domains=domains)
-    _check.callable_("load", load)
+    runs is resumed only when its recorded :func:`grid_inputs` equal the current ones). For other executors (worker
+    processes, Ray) use :func:`grid_sweep` with the workbook's tokens and :func:`repro.runs.run_sweep`."""
+    check_grid_args(spec, path, device=device, only=only, domains=domains)
     vocab = _check.integer("vocab", vocab, 2)
-    inputs = grid_inputs(spec, load, vocab)
-    if grid.meta.get("inputs") not in (None, inputs):
-        old = grid.meta["inputs"]
-        diff = sorted(k for k in ("vocab", "tokenizer_sha256") if old.get(k) != inputs[k]) + sorted(
-            k for k in inputs["tokens_sha256"] if old.get("tokens_sha256", {}).get(k) != inputs["tokens_sha256"][k])
-        raise GridArgumentError("path", f"{path} holds runs made from other inputs (changed: {', '.join(diff)}); "
-                                "use a new path")
-    if not grid.done():
-        grid.meta["inputs"] = inputs
-    elif "inputs" not in grid.meta:
-        log(f"note: {path} predates recorded inputs (token hashes); its runs cannot be checked against them")
-    grid.meta.setdefault("spec", spec.to_json())
-    grid.meta.setdefault("runs", {})
-    grid.meta["command"] = " ".join([Path(sys.executable).name, "-m", "repro", *sys.argv[1:]]) \
-        if sys.argv and sys.argv[0].endswith("__main__.py") else grid.meta.get("command", "repro.dcpt.grid.run_grid")
-    todo = [r for r in spec.runs() if r[0] not in grid.done() and (not only or r[0] in only)
-            and (not domains or r[2] in domains)]
-    sizes = {s[0]: s for s in spec.sizes}
-    log(f"D-CPT grid: {len(spec.runs())} runs, {len(grid.done())} done, {len(todo)} to go -> {grid.path}")
-    for i, (rid, size, domain, r_d) in enumerate(todo, 1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        rows = cpt_run(spec, sizes[size], domain, r_d, load, vocab, device, log=log)
-        grid.merge_run(rid, rows, {"seconds": round(time.perf_counter() - t0, 1),
-                                   "cpu_seconds": round(time.process_time() - c0, 1), "git": _git_revision(),
-                                   "device": device, "machine": machine_info(),
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        last = rows[-1]
-        log(f"[{i}/{len(todo)}] {rid}: L_g {last['L_g']:.3f}, L_d {last['L_d']:.3f} "
-            f"({grid.meta['runs'][rid]['seconds']:.0f} s)")
-    return grid
+    sweep = grid_sweep(spec, path, device=device, load=load, vocab=vocab, log=log)
+    table = runs.run_sweep(sweep, only=_only_labels(spec, device, only, domains), log=log)
+    return table  # type: ignore[return-value]
+
+
+def _only_labels(spec: GridSpec, device: str, only: Sequence[str] | None, domains: Sequence[str] | None
+                 ) -> list[str] | None:
+    """``only`` (labels or ids) narrowed to ``domains``, as the labels or ids :func:`repro.runs.run_sweep` takes."""
+    if only is None and domains is None:
+        return None
+    return [r.label for r in spec.runs(device) if (only is None or r.label in only or r.id in only)
+            and (domains is None or r.domain in domains)]
 
 
 def points(frame, which: str, min_step: int = 1):
@@ -497,28 +528,26 @@ def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
     """Re-train one stored run of the table at ``grid_path`` from scratch (its base model too, unless
     ``build/dcpt`` caches it); returns ``(rows, stored_rows)``, both ordered by step.
 
-    ``threads``: torch's intra-op threads for the run (default: what the run recorded, else what the table's
-    ``machine`` entry says, else 1); restored afterwards. Raises ``ValueError`` for an id the
-    table does not hold. Compare with :data:`RETRAIN_RTOL` across machines, exactly on the one that made it.
+    ``rid``: the run's id, or its label (``s/code/r0.10``). ``threads``: torch's intra-op threads for the run
+    (default: what the run recorded, else what the table's ``machine`` entry says, else 1); restored afterwards.
+    Raises ``ValueError`` naming ``rid`` for a run the table does not hold. Compare with :data:`RETRAIN_RTOL`
+    across machines, exactly on the one that made it.
     """
     import torch
 
     from ..data import load_tokens, vocab_size
 
     grid = Grid.load(grid_path)
-    if rid not in grid.done():
-        raise ValueError(f"rid {rid!r} is not a finished run of {grid_path}; it holds {len(grid.done())} runs")
-    spec = spec_from_json(grid.meta["spec"])
-    size_name, domain, _ = rid.split("/")
-    kept = sorted((r for r in grid.rows if r["run"] == rid), key=lambda r: r["step"])
-    size = next(s for s in spec.sizes if s[0] == size_name)
+    rid = grid.find(rid)
     info = grid.meta["runs"][rid]
+    run = CPTRun.from_json(info["spec"])
+    kept = sorted((r for r in grid.rows if r["run"] == rid), key=lambda r: r["step"])
     threads = threads or (info.get("machine") or grid.meta.get("machine") or {}).get("threads") or 1
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        rows = cpt_run(spec, size, domain, float(kept[0]["r_d"]),
-                       lambda c, s: load_tokens(c, s, profile=spec.token_profile), vocab_size(), log=log)
+        rows = cpt_run(run.grid, run.size, run.domain, run.r_d, functools.partial(
+            load_tokens, profile=run.grid.token_profile), vocab_size(), run.device, log=log)
     finally:
         torch.set_num_threads(before)
     return sorted(rows, key=lambda r: r["step"]), kept
@@ -533,29 +562,23 @@ def check_usage1_args(grid_path: str | os.PathLike, domain: str) -> Grid:
     if domain not in spec.domains:
         raise GridArgumentError("domain", f"{domain!r} is not a domain of {grid_path} (valid: "
                                 f"{', '.join(spec.domains)})")
-    missing = [r[0] for r in spec.runs() if r[2] == domain and r[0] not in grid.done()]
+    labels = grid.labels()
+    missing = [r.label for r in spec.runs() if r.domain == domain and r.label not in labels]
     if missing:
         raise GridArgumentError("domain", f"{domain!r}: {len(missing)} runs of {grid_path} are missing "
                                 f"(e.g. {missing[0]}); finish the grid first")
     return grid
 
 
-def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, vocab: int, *, T: float = 0.03,
-                  device: str = "cpu", fit_kw: dict[str, Any] | None = None, log: Callable[[str], None] = print
-                  ) -> Grid:
-    """Usage 1 checked by training: fit L3 (general and domain) on the grid, predict r_d* under the budget T at
-    the middle model size and the grid's run length, then train r_d* and its neighbours; the runs go to
-    ``<grid_path>-usage1-<domain>``."""
+def usage1_prediction(grid: Grid, domain: str, T: float = 0.03, fit_kw: dict[str, Any] | None = None
+                      ) -> tuple[GridSpec, dict[str, Any]]:
+    """Usage 1 on a finished grid: fit L3 (general and domain) on ``domain``'s runs and predict r_d* under the
+    budget ``T`` (relative rise of the general loss) at the middle model size and the grid's run length; returns
+    the grid spec of r_d* and its neighbours (:func:`usage1_ratios`) at that size, and the prediction."""
     from . import usage
     from .fit import fit
     from .laws import LAWS
 
-    grid = check_usage1_args(grid_path, domain)
-    T = _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True, hint="0.03 for a 3 % budget")
-    try:
-        check_device(device)
-    except (TypeError, ValueError) as e:
-        raise GridArgumentError("device", str(e).removeprefix("device ")) from None
     spec = spec_from_json(grid.meta["spec"])
     f = grid.frame()
     f = f[f["domain"] == domain]
@@ -567,72 +590,157 @@ def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, 
     kw = fit_kw or {"n_starts": 8, "grid_size": 20000}
     fg, fd = fit(LAWS["L3"], points(f, "general"), **kw), fit(LAWS["L3"], points(f, "domain"), **kw)
     pred = usage.optimal_ratio_under_budget(*usage.law_curves(fg, fd, N0, D0), L_g0, T)
-    ratios = usage1_ratios(pred["r_d"])
-    log(f"usage 1, {domain}: predicted r_d* = {pred['r_d']:.3f} at N0 = {N0:.2f}M, D0 = {D0:.2f}M; training {ratios}")
-    vspec = dataclasses.replace(spec, sizes=(mid,), domains=(domain,), ratios=ratios)
-    out = run_grid(vspec, f"{grid_path}-usage1-{domain}", load, vocab, device=device, log=log)
-    out.meta["prediction"] = {"r_d": pred["r_d"], "L_g": pred["L_g"], "L_d": pred["L_d"], "T": T, "L_g0": L_g0,
-                              "N0_M": N0, "D0_M": D0, "binds": pred["binds"], "fit": kw}
-    out.save()
-    return out
+    vspec = dataclasses.replace(spec, sizes=(mid,), domains=(domain,), ratios=usage1_ratios(pred["r_d"]))
+    return vspec, {"r_d": pred["r_d"], "L_g": pred["L_g"], "L_d": pred["L_d"], "T": T, "L_g0": L_g0, "N0_M": N0,
+                   "D0_M": D0, "binds": pred["binds"], "fit": kw}
 
 
-# how the command line spells the parameters that GridArgumentError names
+def usage1_sweep(grid_path: str | os.PathLike, domain: str, *, T: float = 0.03, device: str = "cpu",
+                 fit_kw: dict[str, Any] | None = None, load: TokenLoader | None = None, vocab: int | None = None,
+                 log: Callable[[str], None] = print) -> runs.Sweep:
+    """Usage 1 checked by training, as a sweep: r_d* (:func:`usage1_prediction`) and its neighbours, with the
+    table at ``<grid_path>-usage1-<domain>``. The prediction is made once, when that table is started, and stored
+    in it (``prediction``); a started table is resumed with its stored runs (``T`` and ``fit_kw`` must match)."""
+    grid = check_usage1_args(grid_path, domain)
+    T = _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True, hint="0.03 for a 3 % budget")
+    path = Path(f"{grid_path}-usage1-{domain}")
+    stored = Grid.load(path)
+    if stored.meta.get("spec"):
+        vspec, pred = spec_from_json(stored.meta["spec"]), stored.meta.get("prediction") or {}
+        for what, want in (("T", T), ("fit_kw", fit_kw)):
+            have = pred.get("T" if what == "T" else "fit")
+            if want is not None and have is not None and want != have:
+                raise GridArgumentError(what, f"{path} was started with {what} = {have}, not {want}")
+    else:
+        vspec, pred = usage1_prediction(grid, domain, T, fit_kw)
+        log(f"usage 1, {domain}: predicted r_d* = {pred['r_d']:.3f} at N0 = {pred['N0_M']:.2f}M, D0 = "
+            f"{pred['D0_M']:.2f}M; training {vspec.ratios}")
+    name = f"dcpt/{Path(grid_path).name}-usage1-{domain}"
+    return grid_sweep(vspec, path, device=device, load=load, vocab=vocab, name=name, meta={"prediction": pred},
+                      log=log)
+
+
+def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, vocab: int, *, T: float = 0.03,
+                  device: str = "cpu", fit_kw: dict[str, Any] | None = None, log: Callable[[str], None] = print
+                  ) -> Grid:
+    """Usage 1 checked by training (:func:`usage1_sweep`), in this process; returns the table of its runs."""
+    sweep = usage1_sweep(grid_path, domain, T=T, device=device, fit_kw=fit_kw, load=load, vocab=vocab, log=log)
+    return runs.run_sweep(sweep, log=log)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------- the sweeps by name
+_TABLES = {"grid": DEFAULT_SPEC, "grid-cross": CROSS_SPEC, "grid-full": FULL_SPEC}
+# dcpt/grid, dcpt/grid-cross, dcpt/grid-full, and usage 1 on each domain of each: dcpt/grid-usage1-code, ...
+SWEEPS = tuple([f"dcpt/{t}" for t in _TABLES]
+               + [f"dcpt/{t}-usage1-{d}" for t, s in _TABLES.items() for d in s["domains"]])
+
+
+def sweep(name: str, device: str = "cpu") -> runs.Sweep:
+    """The sweep ``name`` of :data:`SWEEPS` on ``device``, its table at ``data/<name>``."""
+    try:
+        check_device(device)
+    except (TypeError, ValueError) as e:
+        raise GridArgumentError("device", str(e).removeprefix("device ")) from None
+    m = re.fullmatch(r"dcpt/(grid(?:-cross|-full)?)(?:-usage1-(\w+))?", name)
+    if name not in SWEEPS or m is None:
+        raise GridArgumentError("name", f"unknown D-CPT sweep {name!r} (valid: {', '.join(SWEEPS)})")
+    table, domain = m.groups()
+    if domain:
+        return usage1_sweep(paths.DATA / "dcpt" / table, domain, device=device)
+    return grid_sweep(GridSpec(**_TABLES[table]), paths.DATA / "dcpt" / table, device=device, name=name)
+
+
+def convert_legacy_table(path: str | os.PathLike, when: str | None = None) -> int:
+    """One-off: give a grid table made before :mod:`repro.runs` (run ids ``s/code/r0.10``) the ids of the runs
+    scheme (``s/code/r0.10@<hash>``, the hash of its :class:`CPTRun` on the CPU), and each run the provenance
+    fields of that scheme (what the old runs did not record is ``None``: start, package versions, machine (the
+    table's ``machine`` note says what is known), git dirty flag, host; ``end`` is the old ``finished``). Rows
+    keep their order and every value but ``run``, checked before anything is written; table-level entries stay.
+    Returns the number of runs converted; ``ValueError`` naming ``path`` for a table already converted or one
+    holding a run its spec does not list."""
+    grid = Grid.load(path)
+    old = grid.meta.get("runs", {})
+    if not old or any("@" in k for k in old):
+        raise ValueError(f"path: {path} holds no runs of the old scheme")
+    by_label = {r.label: r for r in spec_from_json(grid.meta["spec"]).runs("cpu")}
+    unknown = [k for k in old if k not in by_label]
+    if unknown:
+        raise ValueError(f"path: {path} holds runs its spec does not list: {unknown[:3]}")
+    new_id = {k: by_label[k].id for k in old}
+    before = Path(path).with_suffix(".csv").read_text().splitlines()
+    grid.rows = [dict(r, run=new_id[r["run"]]) for r in grid.rows]
+    grid.meta["runs"] = {new_id[k]: {
+        "label": k, "spec": runs.spec_json(by_label[k]), "seed": by_label[k].seed,
+        "resources": runs.resources(by_label[k]), "executor": "local", "command": None, "host": None,
+        "git": {"revision": info.get("git"), "dirty": None}, "versions": None, "machine": info.get("machine"),
+        "start": None, "end": info.get("finished"), "seconds": info["seconds"], "cpu_seconds": info["cpu_seconds"],
+        "status": "done", "attempts": 1} for k, info in old.items()}
+    grid.meta["converted"] = {
+        "when": when or time.strftime("%Y-%m-%d", time.gmtime()), "by": "repro.dcpt.grid.convert_legacy_table",
+        "from": "run ids size/domain/rRATIO (repro.dcpt.grid before repro.runs); the values of every row are "
+                "unchanged", "not recorded then": "start, versions, machine (see 'machine'), git dirty flag, host"}
+    after = [",".join(grid.columns)] + [",".join(r[k] if t is str else repr(float(r[k])) for k, t in
+                                                 grid.columns.items()) for r in grid.rows]
+    same = len(after) == len(before) and after[0] == before[0] and all(
+        a.split(",", 1)[1] == b.split(",", 1)[1] and a.split(",", 1)[0] == new_id[b.split(",", 1)[0]]
+        for a, b in zip(after[1:], before[1:], strict=True))
+    if not same:
+        raise ValueError(f"path: converting {path} would change a value; nothing written")
+    grid.save(list(grid.meta["runs"]))
+    return len(old)
+
+
 _FLAGS = {"spec": "--seed", "path": "--out", "grid_path": "--out", "device": "--device", "only": "--only",
-          "domains": "--domains", "domain": "--usage1"}
+          "domains": "--domains", "domain": "--usage1", "executor": "--executor",
+          "address": "--address", "jobs": "--jobs", "status": "--status", "T": "--usage1", "fit_kw": "--usage1"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m repro dcpt grid [--out data/dcpt/grid] [--only RUN ...] [--device cpu] [--usage1 DOMAIN]``.
+    """``python -m repro dcpt grid [--cross | --full] [--usage1 DOMAIN] [--out data/dcpt/grid] [--only RUN ...]
+    [--domains D ...] [--device cpu] [--seed 0] [--executor local|ray] [--address ADDR] [--jobs N] [--status]``:
+    the D-CPT sweeps of ``python -m repro runs`` under their old flags (``--out``, ``--seed``: a table of one's own).
 
     Every argument is checked before any work; a bad one ends the command with one line naming it (exit 2)."""
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # one line, no usage block, no traceback
-            self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
-
-    parser = Parser(prog="python -m repro dcpt grid", description="Train (or resume) the D-CPT grid and write its "
-                    "table.")
+    parser = runs.one_line_parser("python -m repro dcpt grid", "Train (or resume) the D-CPT grid and write its "
+                                  "table (the sweeps dcpt/grid, dcpt/grid-cross, dcpt/grid-full of `python -m "
+                                  "repro runs`).")
     parser.add_argument("--out", help="table path, without suffix (default data/dcpt/grid)")
-    parser.add_argument("--only", nargs="+", help="run ids, e.g. m/code/r0.50")
+    parser.add_argument("--only", nargs="+", help="run labels (e.g. m/code/r0.50) or ids")
     parser.add_argument("--cross", action="store_true", help="the cross-domain grid (the other four domains at "
                         "sizes s and m) instead of the main grid; --out defaults to data/dcpt/grid-cross")
     parser.add_argument("--full", action="store_true", help="the full grid (all six domains, larger models; "
                         "meant for a GPU: --device cuda); --out defaults to data/dcpt/grid-full")
-    parser.add_argument("--domains", nargs="+", help="only these domains of the grid (several processes may "
-                        "share one table, each with its own domains)")
+    parser.add_argument("--domains", nargs="+", help="only these domains of the grid")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="the grid's seed, a non-negative integer (default 0)")
     parser.add_argument("--usage1", metavar="DOMAIN", help="instead: verify usage 1 on DOMAIN by training r_d* "
                         "and its neighbours (needs that domain's complete grid at --out)")
+    runs.add_arguments(parser)
     a = parser.parse_args(argv)
+
+    def fail(param: str, message: str) -> None:
+        parser.error(f"{_FLAGS.get(param, param)}: {message}")
+
     if a.cross and a.full:
         parser.error("--cross and --full exclude each other (the full grid holds every domain)")
     if a.usage1 and (a.only or a.domains):
         parser.error("--usage1 trains its own runs: it takes neither --only nor --domains")
-    if a.seed < 0:
-        parser.error(f"--seed must be a non-negative integer, got {a.seed}")
-    spec = GridSpec(**(CROSS_SPEC if a.cross else FULL_SPEC if a.full else DEFAULT_SPEC), seed=a.seed)
-    a.out = a.out or str(paths.DATA / "dcpt" / ("grid-cross" if a.cross else "grid-full" if a.full else "grid"))
+    if not 0 <= a.seed < 2**63:
+        parser.error(f"--seed must be an integer in [0, 2**63), got {a.seed}")
+    table = "grid-cross" if a.cross else "grid-full" if a.full else "grid"
+    spec = GridSpec(**_TABLES[table], seed=a.seed)
+    a.out = a.out or str(paths.DATA / "dcpt" / table)
     try:
+        if a.executor == "ray" and a.device.startswith("cuda:"):
+            raise GridArgumentError("device", "with --executor ray use 'cuda': Ray gives each task its GPU")
         if a.usage1:
-            check_usage1_args(a.out, a.usage1)
             check_grid_args(spec, a.out, device=a.device)
+            sw = usage1_sweep(a.out, a.usage1, device=a.device)
+            only = None
         else:
             check_grid_args(spec, a.out, device=a.device, only=a.only, domains=a.domains)
-    except GridArgumentError as e:
-        parser.error(f"{_FLAGS.get(e.param, e.param)}: {e.message}")
-    from ..data import load_tokens, vocab_size
-
-    def load(corpus: str, split: str) -> np.ndarray:
-        return load_tokens(corpus, split, profile=spec.token_profile)
-
-    try:
-        if a.usage1:
-            usage1_verify(a.out, a.usage1, load, vocab_size(), device=a.device)
-        else:
-            run_grid(spec, a.out, load, vocab_size(), device=a.device, only=a.only, domains=a.domains)
-    except GridArgumentError as e:  # found before any training (the inputs check)
-        parser.error(f"{_FLAGS.get(e.param, e.param)}: {e.message}")
-    return 0
+            sw = grid_sweep(spec, a.out, device=a.device, name=f"dcpt/{Path(a.out).name}")
+            only = _only_labels(spec, a.device, a.only, a.domains)
+    except runs.RunsArgumentError as e:
+        fail(e.param, e.message)
+    return runs.execute(sw, a, fail, only=only)
