@@ -35,6 +35,7 @@ runs a sweep of the library (:func:`sweep_names`) from the command line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -72,7 +73,10 @@ class RunsArgumentError(ValueError):
 def _canonical(x: Any) -> Any:
     """Plain JSON types of a spec's fields: tuples become lists, -0.0 becomes 0.0; NaN and other types refused."""
     if isinstance(x, dict):
-        return {str(k): _canonical(v) for k, v in x.items()}
+        bad = [k for k in x if not isinstance(k, str)]
+        if bad:  # {1: ...} and {"1": ...} would hash alike
+            raise TypeError(f"spec: a dict field has a key that is not a str ({bad[0]!r}); use str keys")
+        return {k: _canonical(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_canonical(v) for v in x]
     if isinstance(x, float):
@@ -172,6 +176,21 @@ class Table:
                 raise RunsArgumentError("path", f"{meta} is not JSON ({e})") from None
             if not isinstance(table.meta, dict):
                 raise RunsArgumentError("path", f"{meta} holds {type(table.meta).__name__}, not a table's provenance")
+            for key in ("runs", "failed", "running", "driver"):
+                if key in table.meta and not isinstance(table.meta[key], dict):
+                    raise RunsArgumentError("path", f"{meta}: '{key}' holds {type(table.meta[key]).__name__}, "
+                                            "not an object")
+        # the CSV and the JSON must agree: every finished run has its rows (as many as it recorded)
+        counts: dict[str, int] = {}
+        for r in table.rows:
+            counts[r["run"]] = counts.get(r["run"], 0) + 1
+        for rid, info in table.meta.get("runs", {}).items():
+            want = info.get("rows") if isinstance(info, dict) else None
+            have = counts.get(rid, 0)
+            if (have != want) if isinstance(want, int) else have == 0:
+                raise RunsArgumentError("path", f"{csv} holds {have} rows of run {rid}, which {meta.name} records "
+                                        f"as done{f' with {want}' if isinstance(want, int) else ''}: the two files "
+                                        "disagree (restore them, or delete the run from the JSON to run it again)")
         return table
 
     def done(self) -> set[str]:
@@ -378,10 +397,6 @@ def perform(fn: Callable[[Any], Any], spec: Any, rid: str) -> dict[str, Any]:
     return out
 
 
-def _perform_packed(args: tuple[Callable[[Any], Any], Any, str]) -> dict[str, Any]:
-    return perform(*args)
-
-
 def _ignore_sigint() -> None:  # worker processes: Ctrl-C is the driver's to handle
     import signal
 
@@ -415,7 +430,13 @@ class LocalExecutor:
         except Exception as e:  # noqa: BLE001
             raise RunsArgumentError("jobs", f"the sweep's run function cannot be sent to worker processes ({e}); "
                                     "use jobs=1") from None
-        self._pool = multiprocessing.get_context("spawn").Pool(self.jobs, initializer=_ignore_sigint)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._new_pool()
+
+    def _new_pool(self) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=self._ctx, initializer=_ignore_sigint)
 
     def run(self, fn: Callable[[Any], Any], todo: list[tuple[str, Any]]) -> Iterator[Event]:
         if self._pool is None:
@@ -423,17 +444,40 @@ class LocalExecutor:
                 yield "start", [rid]
                 yield "done", perform(fn, spec, rid)
             return
-        queue = [rid for rid, _ in todo]
-        yield "start", queue[:self.jobs]
-        for outcome in self._pool.imap_unordered(_perform_packed, [(fn, s, r) for r, s in todo], chunksize=1):
-            queue.remove(outcome["id"])
-            yield "start", queue[:self.jobs]  # a worker takes the next run as soon as it is free
-            yield "done", outcome
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        waiting, inflight = list(todo), {}  # at most `jobs` runs submitted at once: the in-flight set is exact
+        while waiting or inflight:
+            while waiting and len(inflight) < self.jobs:
+                rid, spec = waiting.pop(0)
+                inflight[self._pool.submit(perform, fn, spec, rid)] = rid
+            yield "start", list(inflight.values())
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            lost = []
+            for fut in done:
+                rid = inflight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:
+                    lost.append(rid)
+                    continue
+                yield "done", outcome
+            if lost:  # a worker died (os._exit, a crash, the OOM killer): the pool is gone with every run in it
+                lost += list(inflight.values())
+                inflight.clear()
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._new_pool()
+                for rid in lost:
+                    yield "done", {"id": rid, "end": _now(), "error": "BrokenProcessPool: a worker process died "
+                                   "while this run was in flight (this run or another one in flight with it)"}
 
     def close(self, interrupted: bool) -> None:
         if self._pool is not None:
-            (self._pool.terminate if interrupted else self._pool.close)()
-            self._pool.join()
+            if interrupted:  # stop the workers now, as Pool.terminate did (the executor has no public way)
+                for proc in list(getattr(self._pool, "_processes", {}).values()):
+                    proc.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
@@ -552,7 +596,11 @@ def driver_alive(driver: dict[str, Any] | None) -> bool | None:
         return False
     if driver.get("host") != socket.gethostname():
         return None
-    started = _proc_start(int(driver.get("pid", -1)))
+    try:
+        pid = int(driver.get("pid", -1))
+    except (TypeError, ValueError):
+        return False  # not a pid this code wrote: no live driver
+    started = _proc_start(pid)
     return started is not None and started == driver.get("proc_start")
 
 
@@ -609,6 +657,39 @@ def run_sweep(sweep: Sweep, *, executor: str = "local", jobs: int | None = None,
     if not todo:
         say(f"{sweep.name}: all {len(sweep.select(only))} runs done -> {sweep.path}.csv")
         return table
+    with _driver_lock(sweep.path):
+        table, todo = _plan(sweep, only)  # again, under the lock: another driver may have finished runs since
+        return _drive(sweep, ex, table, todo, only, say, progress)
+
+
+@contextlib.contextmanager
+def _driver_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (an exclusive ``fcntl`` lock, not waited for) while a driver runs the table, so that two
+    drivers started at the same moment cannot both run it; the second gets a :class:`RunsArgumentError`. The lock
+    guards the driver's lifetime only: the table itself is written by that one driver, never merged."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunsArgumentError("path", f"{path} is being run by another driver on this machine (it holds "
+                                    f"{path.with_suffix('.lock').name}); one driver per table") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _drive(sweep: Sweep, ex: Any, table: Table, todo: list[tuple[str, Any]], only: Sequence[str] | None,
+           say: Callable[[str], None], progress: bool) -> Table:
+    """The body of :func:`run_sweep`, under the driver lock."""
+    from .progress import tqdm
+
+    if not todo:
+        say(f"{sweep.name}: all {len(sweep.select(only))} runs done -> {sweep.path}.csv")
+        return table
     for k, v in {**sweep.key, **sweep.meta}.items():
         table.meta.setdefault(k, _canonical(v))
     if sweep.prepare is not None:
@@ -645,7 +726,7 @@ def run_sweep(sweep: Sweep, *, executor: str = "local", jobs: int | None = None,
             if "error" not in what:
                 try:
                     rows = table.check_rows(rid, what["rows"])
-                except (TypeError, ValueError) as e:
+                except (TypeError, ValueError, OverflowError) as e:
                     what["error"] = f"{type(e).__name__}: {e}"
             if rows is None:
                 failed[rid] = {**info, "status": "failed", "error": what["error"],
@@ -655,7 +736,7 @@ def run_sweep(sweep: Sweep, *, executor: str = "local", jobs: int | None = None,
             else:
                 failed.pop(rid, None)
                 table.rows = [r for r in table.rows if r["run"] != rid] + rows
-                table.meta["runs"][rid] = {**info, "status": "done", "attempts": len(earlier) + 1,
+                table.meta["runs"][rid] = {**info, "status": "done", "rows": len(rows), "attempts": len(earlier) + 1,
                                            **({"earlier_errors": earlier} if earlier else {})}
             table.meta["running"].pop(rid, None)
             table.save(order)
@@ -733,7 +814,11 @@ def execute(sweep: Sweep, a, fail: Callable[[str, str], None], only: Sequence[st
                             ("--jobs", a.jobs is not None), ("--only", only is not None)):
             if given:
                 fail("status", f"--status runs nothing: it takes no {flag}")
-        print(format_status(sweep))
+        try:
+            print(format_status(sweep))
+        except RunsArgumentError as e:
+            fail(e.param, e.message)
+            return 2
         return 0
     try:
         table = run_sweep(sweep, executor=a.executor, jobs=a.jobs, address=a.address, only=only, log=print)
