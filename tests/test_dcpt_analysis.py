@@ -140,3 +140,40 @@ def test_paired_bootstrap_brackets_usage1_and_runs_in_workers():
     np.testing.assert_allclose(par["derived"]["r_d"], r)  # the same draws in two worker processes
     with pytest.raises(ValueError, match="same runs"):
         paired_bootstrap(pg, pd_.subset(pd_.run != pd_.run[0]), fg, fd, n_boot=1)
+
+
+# -- issue 11: the units of notebook 03's claims ----------------------------------------------------------------
+def test_best_measured_ratio_and_its_replicates():
+    from repro.dcpt import analysis as an
+
+    end = pd.DataFrame({"r_d": [0.5, 0.6, 0.7], "L_g": [5.0, 5.1, 5.3], "L_d": [3.0, 2.9, 2.8]})
+    assert an.best_measured_ratio(end, L_g0=5.0, T=0.03) == 0.6  # 5.3 breaks 5.15; 0.6 has the lower L_d
+    assert np.isnan(an.best_measured_ratio(end, L_g0=4.0, T=0.03))
+    rows = []
+    for seed, L_g0 in ((0, 5.0), (1, 5.2)):
+        for _, e in end.iterrows():
+            rows += [{"seed": seed, "size": "m", "domain": "code", "r_d": e["r_d"], "step": 0, "L_g": L_g0, "L_d": 4.0},
+                     {"seed": seed, "size": "m", "domain": "code", "r_d": e["r_d"], "step": 9, "L_g": e["L_g"],
+                      "L_d": e["L_d"]}]
+    reps = an.usage1_replicates(pd.DataFrame(rows), (0.5, 0.6, 0.7), 0.03)
+    assert reps["best measured r_d"].tolist() == [0.6, 0.7] and reps["L_g0"].tolist() == [5.0, 5.2]
+    with pytest.raises(ValueError, match="lacks the candidate ratios"):
+        an.usage1_replicates(pd.DataFrame(rows), (0.5, 0.6, 0.8), 0.03)
+
+
+def test_run_bootstrap_r2_and_huber_per_point():
+    """A fit that predicts every run exactly has R^2 1 on every draw of runs; one whose error is a constant
+    0.1 nats has Huber(delta=1) 0.005 at every point (half the squared error)."""
+    from repro.dcpt import analysis as an
+    from repro.dcpt.fit import Points, fit
+
+    pts = points(law_frame(P), "domain")
+    exact = fit(LAWS["L3"], pts, n_starts=2, grid_size=300)
+    shifted = Points(pts.N, pts.D, pts.r, exact.predict(pts) + 0.1, run=pts.run)
+    assert an.huber_per_point(exact, shifted) == pytest.approx(np.full(pts.n, 0.005), rel=1e-6)
+    reps = an.run_bootstrap_r2(exact, Points(pts.N, pts.D, pts.r, exact.predict(pts), run=pts.run), n_boot=50)
+    assert reps.shape == (50,) and np.allclose(reps, 1.0)
+    noisy = an.run_bootstrap_r2(exact, shifted, n_boot=50)
+    assert np.all(noisy < 1) and noisy.std() > 0
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        an.run_bootstrap_r2(exact, Points(pts.N, pts.D, pts.r, pts.L, run=np.array(["one"] * pts.n)))

@@ -146,6 +146,7 @@ def _stored_copy(tmp_path):
     (["--seed", "one"], "--seed"),
     (["--seed", str(2**70)], "--seed"),  # beyond torch's 64-bit generator seed
     (["--cross", "--domains", "code"], "--domains"),  # code is in the main grid, not in the cross-domain one
+    (["--replicates"], "--replicates"),  # replicates of usage 1 need --usage1
 ])
 def test_cli_bad_arguments_are_one_line_naming_the_parameter(capsys, tmp_path, argv, flag):
     out = _stored_copy(tmp_path) if "--usage1" in argv else tmp_path / "g"
@@ -271,7 +272,8 @@ def test_run_ids_are_distinct_and_the_stored_tables_keep_theirs():
     # the committed tables' ids are what their specs give now, on the CPU
     for meta in sorted((paths.DATA / "dcpt").glob("grid*.json")):
         stored = Grid.load(meta.with_suffix(""))
-        runs = {r.id: r for r in spec_from_json(stored.meta["spec"]).runs("cpu")}
+        specs = stored.meta["specs"] if "specs" in stored.meta else [stored.meta["spec"]]  # replicates: one per seed
+        runs = {r.id: r for s in specs for r in spec_from_json(s).runs("cpu")}
         assert stored.done() <= set(runs), meta.name
         assert {r["run"] for r in stored.rows} == stored.done()
         assert all(stored.meta["runs"][i]["label"] == runs[i].label for i in stored.done())
@@ -313,3 +315,51 @@ def test_committed_tables_are_the_conversion_of_their_old_form(tmp_path):
             convert_legacy_table(legacy)
     # the stored ids: the label and the hash of the run's spec (the grid cut to one run, on the CPU)
     assert Grid.load(paths.DATA / "dcpt" / "grid").find("s/code/r0.10") == "s/code/r0.10@2ae0bfe59d"
+
+
+# -- issue 11: usage 1's measured side over three seeds ----------------------------------------------------------
+def test_usage1_candidates_are_the_verification_ratios_and_the_grids_near_the_prediction():
+    from repro.dcpt.grid import usage1_candidates
+
+    grid = (0.0, 0.1, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0)
+    assert usage1_candidates(grid, (0.73, 0.78, 0.83, 0.88, 0.93), 0.8335) == \
+        (0.67, 0.73, 0.78, 0.8, 0.83, 0.88, 0.9, 0.93, 1.0)
+    assert usage1_candidates(grid, (0.5,), 0.5, window=0.1) == (0.5,)  # 0.4 and 0.6 are not grid ratios
+    with pytest.raises(ValueError, match="window"):
+        usage1_candidates(grid, (0.5,), 0.5, window=1.5)
+
+
+@pytest.mark.parametrize("domain", ["code", "math"])
+def test_usage1_replicates_retrain_every_candidate_under_new_seeds(domain):
+    """The replicate sweep holds each candidate ratio once per seed at the verification size, base model
+    included in the spec's seed; labels name the seed and never collide with seed 0's runs; the committed table
+    (where present) holds exactly those runs."""
+    from repro.dcpt.grid import REPLICATE_SEEDS, spec_from_json, usage1_replicates_sweep
+
+    grid_path = paths.DATA / "dcpt" / "grid"
+    sw = usage1_replicates_sweep(grid_path, domain)
+    verify = Grid.load(f"{grid_path}-usage1-{domain}")
+    r_star = verify.meta["prediction"]["r_d"]
+    ratios = sorted({r.r_d for r in sw.specs})
+    assert {r.seed for r in sw.specs} == set(REPLICATE_SEEDS) and len(sw.specs) == len(ratios) * len(REPLICATE_SEEDS)
+    assert all(abs(r - r_star) <= 0.25 + 1e-9 for r in ratios)
+    assert {r.size[0] for r in sw.specs} == {"m"} and all(r.label.endswith(f"/seed{r.seed}") for r in sw.specs)
+    seed0 = {r.id for s in (Grid.load(grid_path), verify) for r in spec_from_json(s.meta["spec"]).runs("cpu")}
+    assert not seed0 & set(sw.ids())
+    stored = Grid.load(f"{grid_path}-usage1-{domain}-seeds")
+    if stored.meta.get("runs"):
+        assert stored.done() <= set(sw.ids()) and stored.meta["prediction"] == verify.meta["prediction"]
+
+
+def test_usage1_replicates_refuse_bad_arguments_naming_them(tmp_path):
+    from repro.dcpt.grid import GridArgumentError, usage1_replicates_sweep
+
+    grid_path = paths.DATA / "dcpt" / "grid"
+    for kw, param in ((dict(seeds=(1, 1)), "seeds"), (dict(seeds=(-1,)), "seeds"), (dict(seeds=(1.5,)), "seeds"),
+                      (dict(window=0.0), "window"), (dict(device="quantum"), "device")):
+        with pytest.raises(GridArgumentError) as e:
+            usage1_replicates_sweep(grid_path, "code", **kw)
+        assert e.value.param == param
+    with pytest.raises(GridArgumentError) as e:
+        usage1_replicates_sweep(grid_path, "klingon")
+    assert e.value.param == "domain"

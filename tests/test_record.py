@@ -2,40 +2,48 @@ import json
 import math
 
 import jsonschema
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repro import record
 
+PAPER = record.paper("Table 2")
+GOAL = record.goal()
 
-def make(tmp_path, **kw):
-    rec = record.start("03_dcpt_law", profile="smoke", seed=1, parameters={"steps": 3, "lr": 1e-3}, seeds=[1, 2, 3])
-    return rec
+
+def make(**kw):
+    return record.start("03_dcpt_law", profile="smoke", seed=1, parameters={"steps": 3, "lr": 1e-3}, seeds=[1, 2, 3])
+
+
+def claim(rec, id="c", rule=None, source=PAPER, unit="seed", **kw):
+    rec.claim(id, f"claim {id}", rule=rule or record.above(0.0), source=source, unit_of_replication=unit, **kw)
 
 
 def test_saved_json_validates_against_schema(tmp_path):
-    rec = make(tmp_path)
-    rec.claim("r2", "L3 fits with R^2 above 0.97", rule=record.above(0.97), paper_value=0.97, paper_ref="Table 2")
-    rec.claim("never", "a claim never measured", rule=record.below(1.0))
+    rec = make()
+    rec.claim("r2", "L3 fits with R^2 above 0.97", rule=record.above(0.97), source=record.paper("§1", 0.97),
+              unit_of_replication="run", range=(-math.inf, 1.0))
+    claim(rec, "never", record.below(1.0), source=GOAL)
+    rec.fact("cut", "packing cuts lookups by 1.5 x F/G", value=1.5, expected=1.5, source=record.paper("§IV"))
     rec.value("points", 405, unit="runs")
-    rec.value("curve", [0.1, 0.2])
     assert rec.observe("r2", [0.98, 0.985, 0.99]) == "reproduced"
-    path = rec.save(tmp_path)
-    doc = json.loads(path.read_text())
+    doc = json.loads(rec.save(tmp_path).read_text())
     jsonschema.validate(doc, record.load_schema())
-    assert doc["paper"]["url"].endswith("2406.01375")
+    assert doc["schema_version"] == 2 and doc["paper"]["url"].endswith("2406.01375")
     assert doc["seeds"] == [1, 2, 3] and doc["profile"] == "smoke" and doc["parameters"]["steps"] == 3
-    assert {"python", "torch", "numpy"} <= set(doc["versions"])
-    assert "revision" in doc["git"] and doc["duration_s"] >= 0
-    never = next(c for c in doc["claims"] if c["id"] == "never")
-    assert never["ours"] is None and never["verdict"] == "inconclusive" and never["note"] == "not measured"
+    assert {"python", "torch", "numpy"} <= set(doc["versions"]) and "revision" in doc["git"]
+    r2, never = doc["claims"]
+    assert r2["range"] == [None, 1.0] and r2["source"] == {"kind": "paper", "ref": "§1", "value": 0.97, "note": None}
+    assert r2["ours"]["interval"]["method"] == "bootstrap percentile" and r2["ours"]["n"] == 3
+    assert never["ours"] is None and never["verdict"] == "inconclusive" and never["reason"] == "not measured"
+    assert doc["facts"][0]["holds"] is True
 
 
 def test_results_go_to_env_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_RESULTS_DIR", str(tmp_path / "stage"))
-    rec = make(tmp_path)
-    assert rec.save() == tmp_path / "stage" / "03_dcpt_law.json"
+    assert make().save() == tmp_path / "stage" / "03_dcpt_law.json"
 
 
 @pytest.mark.parametrize(
@@ -44,65 +52,224 @@ def test_results_go_to_env_folder(tmp_path, monkeypatch):
         (record.above(0.0), [1.0, 1.1, 0.9], "reproduced"),
         (record.above(0.0), [-1.0, -1.1, -0.9], "not reproduced"),
         (record.above(0.0), [1.0, -1.0, 0.5], "inconclusive"),  # interval straddles zero
+        (record.above(0.5), [0.5, 0.5, 0.5], "not reproduced"),  # on the threshold is not above it
         (record.below(0.02), [0.01, 0.011, 0.012], "reproduced"),
         (record.below(0.02), [0.05, 0.06, 0.07], "not reproduced"),
+        (record.below(0.02), [0.01, 0.03, 0.02], "inconclusive"),
         (record.within(0.9, 1.1), [1.0, 1.01, 0.99], "reproduced"),
         (record.within(0.9, 1.1), [2.0, 2.01, 1.99], "not reproduced"),
+        (record.within(0.9, 1.1), [0.5, 0.51, 0.49], "not reproduced"),
         (record.within(0.9, 1.1), [1.05, 1.15, 1.1], "inconclusive"),
-        (record.above(0.5), [0.7], "reproduced"),  # one value is its own interval
-        (record.above(0.5), [0.5], "not reproduced"),  # on the threshold does not count as above
     ],
 )
-def test_verdict_follows_rule(tmp_path, rule, values, verdict):
-    rec = make(tmp_path)
-    rec.claim("c", "a claim", rule=rule)
+def test_verdict_follows_rule_on_both_sides(rule, values, verdict):
+    rec = make()
+    claim(rec, rule=rule)
     assert rec.observe("c", values) == verdict
+    doc = rec.to_json()
+    record.validate(doc)
+    assert doc["claims"][0]["verdict"] == verdict  # a family of one: Holm changes nothing
 
 
-def test_interval_is_the_t_interval():
-    s = record.summarize([1.0, 2.0, 3.0, 4.0])
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-100, 100), min_size=3, max_size=10), st.floats(-100, 100))
+def test_bootstrap_interval_lies_within_the_values_and_decides_by_them(values, t):
+    """The percentile interval of a mean lies inside [min, max]: values all above t reproduce above(t), all at or
+    below t fail it; and a decisive raw verdict always has p below alpha (the test the interval inverts)."""
+    rule = record.above(t)
+    out = record.interval(values, rule)
+    assert min(values) - 1e-9 <= out["ci_low"] <= out["ci_high"] <= max(values) + 1e-9
+    verdict = rule.decide(out["ci_low"], out["ci_high"])
+    eps = 1e-12 * (1 + abs(t))  # the mean of three equal floats can differ from them in the last bit
+    if min(values) > t + eps:
+        assert verdict == "reproduced"
+    if max(values) <= t - eps:
+        assert verdict == "not reproduced"
+    if verdict == "reproduced":
+        assert out["p_yes"] < rule.alpha
+    if verdict == "not reproduced":
+        assert out["p_no"] < rule.alpha
+    assert 0 < out["p_yes"] <= 1 and 0 < out["p_no"] <= 1  # a bootstrap p is never 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=1, max_size=2),
+       st.sampled_from([record.above(0.0), record.below(0.0), record.within(-1, 1)]))
+def test_fewer_than_three_units_never_decide(values, rule):
+    rec = make()
+    claim(rec, rule=rule)
+    assert rec.observe("c", values) == "inconclusive"
+    c = rec.to_json()["claims"][0]
+    assert c["reason"] == "n < 3" and c["ours"]["ci_low"] is None and c["p_holm"] is None
+    assert record.fmt_verdict(c) == "inconclusive (n < 3)" and f"(n={len(values)} < 3)" in record.fmt_ours(c["ours"])
+
+
+def test_correlated_values_count_as_their_groups():
+    """144 split values from 4 groups are 4 units; from 2 groups they are 2: inconclusive whatever they say."""
+    vals = [0.1 + 0.001 * i for i in range(144)]
+    rec = make()
+    claim(rec, "four", unit="(domain, side)")
+    claim(rec, "two", unit="domain")
+    assert rec.observe("four", vals, groups=[i // 36 for i in range(144)]) == "reproduced"
+    assert rec.observe("two", vals, groups=[i // 72 for i in range(144)]) == "inconclusive"
+    four, two = rec.to_json()["claims"]
+    assert four["ours"]["n"] == 4 and len(four["ours"]["values"]) == 144
+    assert four["ours"]["units"] == pytest.approx([np.mean(vals[k * 36:(k + 1) * 36]) for k in range(4)])
+    assert two["ours"]["n"] == 2 and two["reason"] == "n < 3"
+    with pytest.raises(ValueError, match="one group per value"):
+        record.group_means([1.0, 2.0], [0])
+
+
+def test_interval_is_clipped_to_the_range_and_values_outside_it_are_refused():
+    rec = make()
+    claim(rec, "share", record.above(0.9), range=(0.0, 1.0), interval="t")
+    claim(rec, "huber", record.below(0.02), range=(0.0, math.inf), interval="t")
+    claim(rec, "edge", record.above(0.9), range=(0.0, 1.0))
+    rec.observe("share", [1.0, 0.8, 1.0, 0.95])
+    rec.observe("huber", [1e-5, 2e-4, 1e-6])
+    assert rec.observe("edge", [1.0, 1.0, 1.0]) == "reproduced"  # every value on the bound
+    share, huber, edge = rec.to_json()["claims"]
+    assert share["ours"]["ci_high"] == 1.0 and share["ours"]["interval"]["clipped"] is True
+    assert huber["ours"]["ci_low"] == 0.0 and huber["ours"]["interval"]["clipped"] is True
+    assert (edge["ours"]["ci_low"], edge["ours"]["ci_high"]) == (1.0, 1.0) and not edge["ours"]["interval"]["clipped"]
+    claim(rec, "r", range=(0.0, 1.0))
+    with pytest.raises(ValueError, match="outside the declared range"):
+        rec.observe("r", [0.5, 1.2, 0.7])
+
+
+def test_t_interval_is_the_textbook_one():
+    out = record.interval([1.0, 2.0, 3.0, 4.0], record.above(0.0), "t")
     # mean 2.5, sd 1.2910, t_{0.975,3} = 3.1824 -> half-width 2.0543
-    assert s["mean"] == 2.5 and s["n"] == 4
-    assert s["ci_low"] == pytest.approx(2.5 - 2.0543, abs=1e-3)
-    assert s["ci_high"] == pytest.approx(2.5 + 2.0543, abs=1e-3)
+    assert out["estimate"] == 2.5 and out["ci_low"] == pytest.approx(0.4457, abs=1e-3)
+    assert out["ci_high"] == pytest.approx(4.5543, abs=1e-3)
 
 
-@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12), st.floats(-1e3, 1e3))
-def test_verdicts_are_exclusive_and_consistent(values, t):
-    s = record.summarize(values)
-    assert s["ci_low"] <= s["mean"] + 1e-9 and s["mean"] <= s["ci_high"] + 1e-9
-    up, down = record.above(t).decide(s["ci_low"], s["ci_high"]), record.below(t).decide(s["ci_low"], s["ci_high"])
-    assert up in record.VERDICTS and down in record.VERDICTS
-    assert not (up == "reproduced" and down == "reproduced")
-    if up == "reproduced":
-        assert s["mean"] > t and min(values) > t or len(values) > 1
-    if down == "reproduced":
-        assert s["mean"] < t
+@pytest.mark.parametrize("rule, rng, message", [
+    (record.below(0.02), (0.0, 0.01), "cannot fail"),  # every value in range is below the bar
+    (record.above(-0.1), (0.0, 1.0), "cannot fail"),
+    (record.within(-1, 2), (0.0, 1.0), "cannot fail"),
+    (record.above(1.0), (0.0, 1.0), "fails for every value"),
+    (record.below(0.0), (0.0, 1.0), "fails for every value"),
+    (record.within(2, 3), (0.0, 1.0), "fails for every value"),
+])
+def test_rules_that_cannot_fail_or_pass_are_refused(rule, rng, message):
+    with pytest.raises(ValueError, match=message):
+        claim(make(), rule=rule, range=rng)
+    for ok in ((-math.inf, math.inf), (-5.0, 5.0)):  # the same rules on a wider range are fine
+        claim(make(), rule=rule, range=ok)
 
 
-def test_paired_difference_comparison(tmp_path):
-    rec = make(tmp_path)
-    rec.claim("better", "DDK beats uniform KD", rule=record.above(0.0))
-    diffs = record.paired_difference([3.1, 3.2, 3.0], [2.9, 3.0, 2.85])
-    assert rec.observe("better", diffs) == "reproduced"
+def test_a_claim_resting_on_a_failure_is_inconclusive():
+    rec = make()
+    claim(rec)
+    assert rec.observe("c", [1.0, 1.1, 0.9], rests_on={"L3 fit converged": False, "runs done": True}) == "inconclusive"
+    c = rec.to_json()["claims"][0]
+    assert c["reason"] == "rests on what failed: L3 fit converged" and c["p"] is None
+
+
+def test_holm_turns_marginal_verdicts_inconclusive():
+    """Three raw 'reproduced' with p = 0.01, 0.03, 0.04: Holm's adjusted p are 0.03, 0.06, 0.06, so only the
+    first stands at alpha 0.05; the raw decisions are kept beside the final ones."""
+    claims = []
+    for i, p in enumerate((0.01, 0.04, 0.03)):
+        claims.append({"id": str(i), "rule": record.above(0).to_json(), "rests_on": [], "verdict_raw": "reproduced",
+                       "reason": "the interval lies on the claimed side", "ours": {"p_yes": p, "p_no": 1.0}})
+    record.holm(claims)
+    assert [c["verdict"] for c in claims] == ["reproduced", "inconclusive", "inconclusive"]
+    assert [c["p_holm"] for c in claims] == pytest.approx([0.03, 0.06, 0.06])
+    assert all(c["verdict_raw"] == "reproduced" for c in claims)
+    assert "not after Holm's adjustment over 3 claims" in claims[1]["reason"]
+    assert record.fmt_verdict(claims[1]).startswith("inconclusive (reproduced alone, but not after Holm")
+
+
+def test_paired_difference_comparison():
+    rec = make()
+    claim(rec, "better")
+    assert rec.observe("better", record.paired_difference([3.1, 3.2, 3.0], [2.9, 3.0, 2.85])) == "reproduced"
     with pytest.raises(ValueError, match="same seeds"):
         record.paired_difference([1, 2], [1])
 
 
-def test_bad_use_is_refused(tmp_path):
-    rec = make(tmp_path)
+def test_observe_replicates_takes_a_callers_bootstrap():
+    rec = make()
+    claim(rec, "r2", record.above(0.97), unit="run", range=(-math.inf, 1.0))
+    claim(rec, "few", record.above(0.97), unit="run", range=(-math.inf, 1.0))
+    reps = np.random.default_rng(0).normal(0.99, 0.005, 400).clip(max=1.0)
+    assert rec.observe_replicates("r2", 0.99, reps, n_units=27) == "reproduced"
+    assert rec.observe_replicates("few", 0.99, reps, n_units=2) == "inconclusive"
+    r2, few = rec.to_json()["claims"]
+    assert r2["ours"]["ci_low"] == pytest.approx(np.quantile(reps, 0.025, method="inverted_cdf")) and r2["ours"]["units"] is None
+    assert few["reason"] == "n < 3"
+    record.validate(rec.to_json())
+
+
+def test_facts_are_exact_and_checked():
+    rec = make()
+    assert rec.fact("cut", "(2F/4)/(F/3)", value=1.5, expected=1.5, source=PAPER) is True
+    assert rec.fact("off", "a count", value=7, expected=8, source=GOAL) is False
+    doc = rec.to_json()
+    record.validate(doc)
+    doc["facts"][1]["holds"] = True
+    with pytest.raises(jsonschema.ValidationError, match="fact 'off'"):
+        record.validate(doc)
+    html = record.results_html(rec.to_json())
+    assert "Facts of the design" in html and "does not hold" in html
+
+
+def test_validate_rederives_intervals_and_verdicts():
+    rec = make()
+    claim(rec)
+    claim(rec, "d", record.above(0.0), source=GOAL)
+    rec.observe("c", [-1.0, -2.0, -1.5])
+    rec.observe("d", [1.0, 2.0, 1.5])
+    doc = rec.to_json()
+    record.validate(doc)
+    bad = json.loads(json.dumps(doc))
+    bad["claims"][0]["verdict_raw"] = bad["claims"][0]["verdict"] = "reproduced"
+    with pytest.raises(jsonschema.ValidationError, match="its rule gives 'not reproduced'"):
+        record.validate(bad)
+    bad = json.loads(json.dumps(doc))
+    bad["claims"][0]["ours"]["ci_high"] = 5.0
+    with pytest.raises(jsonschema.ValidationError, match="ci_high"):
+        record.validate(bad)
+    bad = json.loads(json.dumps(doc))
+    bad["claims"][1]["p_holm"] = 0.001
+    with pytest.raises(jsonschema.ValidationError, match="Holm"):
+        record.validate(bad)
+    bad = json.loads(json.dumps(doc))
+    bad["schema_version"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="run the notebook again"):
+        record.validate(bad)
+    bad = json.loads(json.dumps(doc))
+    bad["profile"] = "huge"
+    with pytest.raises(jsonschema.ValidationError):
+        record.validate(bad)
+
+
+def test_bad_use_is_refused():
+    rec = make()
     with pytest.raises(KeyError, match="not declared"):
         rec.observe("nope", [1.0])
-    rec.claim("c", "a claim", rule=record.above(0))
+    claim(rec)
     with pytest.raises(ValueError, match="declared twice"):
-        rec.claim("c", "again", rule=record.above(0))
+        claim(rec)
     with pytest.raises(ValueError, match="finite"):
-        rec.observe("c", [1.0, math.nan])
-    rec.observe("c", [1.0])
+        rec.observe("c", [1.0, math.nan, 2.0])
+    rec.observe("c", [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="observed already"):
         rec.observe("c", [2.0])
     with pytest.raises(TypeError, match="rule must be made"):
-        rec.claim("d", "x", rule="above 0")
+        rec.claim("d", "x", rule="above 0", source=PAPER, unit_of_replication="seed")
+    with pytest.raises(TypeError, match="source must be made"):
+        rec.claim("d", "x", rule=record.above(0), source="the paper", unit_of_replication="seed")
+    with pytest.raises(ValueError, match="unit_of_replication"):
+        rec.claim("d", "x", rule=record.above(0), source=PAPER, unit_of_replication=" ")
+    with pytest.raises(ValueError, match="interval must be one of"):
+        claim(rec, "e", interval="bca")
+    with pytest.raises(ValueError, match="no paper value"):
+        record.Source("workbook goal", value=3.0)
+    with pytest.raises(ValueError, match="names where the paper"):
+        record.paper("")
     with pytest.raises(ValueError, match="low <= high"):
         record.within(2, 1)
     with pytest.raises(ValueError, match="confidence"):
@@ -111,27 +278,26 @@ def test_bad_use_is_refused(tmp_path):
         record.start("x", profile="tiny", seed=0)
 
 
-def test_validate_catches_a_tampered_verdict(tmp_path):
-    rec = make(tmp_path)
-    rec.claim("c", "a claim", rule=record.above(0.0))
-    rec.observe("c", [-1.0, -2.0, -1.5])
-    doc = rec.to_json()
-    doc["claims"][0]["verdict"] = "reproduced"
-    with pytest.raises(jsonschema.ValidationError, match="its rule gives 'not reproduced'"):
-        record.validate(doc)
-    doc = rec.to_json()
-    doc["profile"] = "huge"
-    with pytest.raises(jsonschema.ValidationError):
-        record.validate(doc)
+def test_markdown_is_written_from_recorded_values():
+    rec = make()
+    rec.value("sizes_M", [0.1, 0.4])
+    rec.value("runs", 54)
+    assert rec.markdown("models of {sizes_M[0]:.2f}-{sizes_M[1]:.2f} M over {runs} runs").data == \
+        "models of 0.10-0.40 M over 54 runs"
+    with pytest.raises(KeyError, match="'steps' is not a recorded value"):
+        rec.markdown("{steps}")
+    claim(rec)
+    rec.observe("c", [1.0, 1.2, 1.1])
+    text = rec.verdicts().data
+    assert text.startswith("- **c** (paper, Table 2): claim c. Ours: 1.1 [") and "one value per seed" in text
 
 
 def test_numpy_values_are_recorded(tmp_path):
-    np = pytest.importorskip("numpy")
-    rec = make(tmp_path)
+    rec = make()
     rec.value("arr", np.arange(3))
     rec.value("scalar", np.float32(0.5))
-    rec.claim("c", "a claim", rule=record.above(0.0))
-    rec.observe("c", np.array([1.0, 2.0]))
+    claim(rec)
+    rec.observe("c", np.array([1.0, 2.0, 3.0]))
     doc = json.loads(rec.save(tmp_path).read_text())
     assert doc["values"]["arr"]["value"] == [0, 1, 2] and doc["values"]["scalar"]["value"] == 0.5
 
@@ -141,9 +307,9 @@ def test_results_name_the_machine_and_hardware_claims(tmp_path):
     depends on the hardware is marked, and its rendered text names the machine."""
     from repro.machine import machine_info, machine_label
 
-    rec = make(tmp_path)
-    rec.claim("speed", "ours is faster", rule=record.above(1.0), hardware=True)
-    rec.claim("fit", "a fit is good", rule=record.above(0.9))
+    rec = make()
+    claim(rec, "speed", record.above(1.0), source=GOAL, unit="timing round", hardware=True)
+    claim(rec, "fit", record.above(0.9))
     doc = json.loads(rec.save(tmp_path).read_text())
     m = doc["machine"]
     assert m["cpu_model"] == machine_info()["cpu_model"] and m["isa"] in ("avx512", "avx2", "other")
@@ -151,9 +317,11 @@ def test_results_name_the_machine_and_hardware_claims(tmp_path):
     speed, fit = doc["claims"]
     assert speed["hardware"] is True and fit["hardware"] is False
     assert record.claim_text(speed, m).endswith(f"measured on {machine_label(m)}]")
-    assert record.claim_text(fit, m) == "a fit is good"
-    html = record.claims_html(doc["claims"], m)
-    assert "verdict depends on the hardware" in html and html.count("depends on the hardware") == 1
+    assert record.claim_text(fit, m) == "claim fit"
+    html = record.results_html(doc)
+    assert html.count("depends on the hardware") == 1
+    assert html.index("Claims of the paper") < html.index("claim fit") < html.index("Workbook goals") \
+        < html.index("claim speed")
     del doc["machine"]["isa"]
     with pytest.raises(jsonschema.ValidationError, match="isa"):
         record.validate(doc)

@@ -12,10 +12,15 @@ FIX = Path(__file__).parent / "fixtures"
 def results_folder(tmp_path: Path) -> Path:
     out = tmp_path / "reports"
     rec = record.start("03_dcpt_law", profile="default", seed=0, seeds=[0, 1, 2])
-    rec.claim("r2", "L3 fits | with R^2 above 0.97", rule=record.above(0.97), paper_value=0.97, paper_ref="Table 2")
+    rec.claim("r2", "L3 fits | with R^2 above 0.97", rule=record.above(0.97), source=record.paper("Table 2", 0.97),
+              unit_of_replication="seed", range=(float("-inf"), 1.0))
     rec.observe("r2", [0.99, 0.98, 0.985])
-    rec.claim("rank", "L3 beats L1 on held-out ratios", rule=record.above(0.0))
+    rec.claim("rank", "L3 beats L1 on held-out ratios", rule=record.above(0.0), source=record.paper("Table 4"),
+              unit_of_replication="seed")
     rec.observe("rank", [-0.1, -0.2, -0.15])
+    rec.claim("fast", "ours is 3x faster", rule=record.above(3.0), source=record.goal(), unit_of_replication="round")
+    rec.observe("fast", [3.5, 3.6])
+    rec.fact("cut", "packing cuts lookups 1.5-fold", value=1.5, expected=1.5, source=record.paper("§IV"))
     rec.save(out / "results")
     (out / "runs.json").write_text(json.dumps({
         "03_dcpt_law": {"status": "ok", "key": "k", "profile": "default", "seconds": 12.0},
@@ -32,7 +37,10 @@ def test_index_has_claims_failures_and_missing_papers(tmp_path):
     assert "reproduced" in text and "not reproduced" in text
     assert 'class="failed"' in text and "FAILED in code cell 4" in text and "bad &lt;field&gt;" in text
     assert "Not yet in the workbook" in text and "DDK" in text and "VICTOR" in text
-    assert "2 claims: 1 reproduced, 1 not reproduced, 0 inconclusive" in text
+    assert ("2 claims of the papers: 1 reproduced, 1 not reproduced, 0 inconclusive · 1 workbook goals: 0 reproduced, "
+            "0 not reproduced, 1 inconclusive · 1 facts of the design, 1 hold") in text
+    assert text.index("Claims of the paper") < text.index("Workbook goals") < text.index("Facts of the design")
+    assert "inconclusive (n &lt; 3)" in text
     assert (out / "assets" / "mathjax" / "tex-svg-full.js").exists()
     assert (out / "assets" / "nbconvert" / "index.css").exists()
 
@@ -40,12 +48,14 @@ def test_index_has_claims_failures_and_missing_papers(tmp_path):
 def test_scorecard_round_trip(tmp_path):
     out = results_folder(tmp_path)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{report.SCORECARD_BEGIN}\nold\n{report.SCORECARD_END}\nafter\n")
+    readme.write_text(f"# x\n\nbefore\n{report.SCORECARD_BEGIN}\nOLD-TABLE\n{report.SCORECARD_END}\nafter\n")
     assert report.write_scorecard(readme, out) is True
     text = readme.read_text()
-    assert "old" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
-    assert "| 03_dcpt_law (default) | `r2`: L3 fits \\| with R^2 above 0.97 | 0.97 (Table 2) |" in text
-    assert "**not reproduced**" in text
+    assert "OLD-TABLE" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "| 03_dcpt_law (default) | `r2`: L3 fits \\| with R^2 above 0.97 | 0.97 (Table 2) | seed |" in text
+    assert "**not reproduced**" in text and "**inconclusive (n < 3)**" in text
+    assert text.index("**Claims of the papers**") < text.index("`rank`") < text.index("**Workbook goals**") \
+        < text.index("`fast`") < text.index("**Facts of the design**") < text.index("`cut`")
     assert report.write_scorecard(readme, out) is False  # idempotent
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="no scorecard markers"):

@@ -1,54 +1,82 @@
-"""Recording a notebook's results and the verdict on each claim it tests.
+"""Recording a notebook's results and deciding each claim it tests by a rule fixed before the result.
 
-A notebook declares its claims near the top, each with the rule that will decide it, before any
-result exists; it observes our values (one per seed) later; the verdict follows from the rule alone::
+A notebook declares its claims near the top, each with the rule that will decide it, where the claim comes
+from (the paper, or a goal of this workbook), the unit of replication its values are drawn over and the range
+its quantity can take; it observes our values later; the verdict follows from the rule alone::
 
     rec = record.start("03_dcpt_law", profile=cfg["profile"], seed=seed, parameters=params)
-    rec.claim("fit-r2", "L3 fits with R^2 above 0.97", rule=record.above(0.97),
-              paper_value=0.97, paper_ref="Table 2")
+    rec.claim("usage1-code", "the predicted r_d* lies within 0.1 of the best measured ratio",
+              rule=record.below(0.1), source=record.paper("Table 5"), unit_of_replication="seed",
+              range=(0, 1))
+    rec.fact("op-cut", "packing cuts lookups by 1.5 x F/G", value=1.5, expected=1.5, source=record.paper("§IV"))
     ...
-    rec.value("grid_points", 405)
-    rec.observe("fit-r2", r2_per_seed)
+    rec.observe("usage1-code", gaps_per_seed, rests_on={"L3 fits converged": True})
     rec.save()        # -> $REPRO_RESULTS_DIR/03_dcpt_law.json (the runner's staging folder)
 
-The JSON written validates against ``schemas/results.schema.json`` (documented in ``docs/results.md``).
+The JSON written validates against ``schemas/results.schema.json`` (documented in ``docs/results.md``);
+:func:`validate` re-derives every verdict from the stored values.
 
-Verdicts: from the values over seeds we take the mean and a two-sided t-interval (``confidence``,
-0.95 by default; a single value is its own interval). ``above(t)``: reproduced when the whole interval
-lies above t, not reproduced when it lies wholly at or below t, else inconclusive. ``below(t)`` mirrors
-it; ``within(lo, hi)``: reproduced when the interval lies inside [lo, hi], not reproduced when it lies
-wholly outside, else inconclusive. A comparison ("A beats B") is a rule on the paired differences
-(:func:`paired_difference`), so its interval must exclude zero to count.
+How a verdict is reached (docs/results.md has the long form):
+
+1. Values are first reduced to independent units: ``observe(..., groups=g)`` averages the values of each group
+   (e.g. the 36 held-out-ratio splits of one domain and side share 7 of 9 ratios, so they count as one unit).
+2. Fewer than :data:`MIN_UNITS` (3) units never decide: the verdict is "inconclusive (n < 3)".
+3. The interval of the units' mean at the rule's confidence: by default a percentile bootstrap (resampled by
+   ``scipy.stats.bootstrap``, :data:`N_RESAMPLES` resamples, a fixed seed so that the verdict can be derived
+   again; the bounds are quantiles of the bootstrap distribution, :func:`_percentiles`); a
+   t-interval when the claim declares ``interval="t"`` (where the mean is close to normal: many timing rounds).
+   A statistic that is not a mean over units (R^2 of a fit over runs, a refitted optimum) is bootstrapped by the
+   caller and given to :meth:`Recorder.observe_replicates`. Every interval is clipped to the declared range.
+4. ``above(t)``: reproduced when the whole interval lies above t, not reproduced when it lies wholly at or
+   below t, else inconclusive; ``below(t)`` mirrors it; ``within(lo, hi)``: reproduced when the interval lies in
+   [lo, hi], not reproduced when it lies wholly outside. That is the raw decision.
+5. A claim resting on something that failed (``rests_on``: a fit that did not converge, a run that did not
+   finish) is inconclusive whatever its interval.
+6. The notebook's claims are one family: each decisive raw verdict has a p-value (twice the one-sided tail of
+   the bootstrap or t distribution beyond the threshold, the test its interval inverts), and Holm's procedure
+   (statsmodels ``multipletests``) adjusts them; a raw verdict stands when its adjusted p is below
+   1 - confidence, else the final verdict is inconclusive. Both decisions are recorded and shown.
+
+A rule that no value in the declared range could fail (or pass) is refused when the claim is declared.
+Deterministic quantities (an operator count, a closed-form ratio) are **facts**: an exact value against an
+exact expectation, shown apart from the statistical claims.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import html
 import json
 import math
+import operator
 import os
-import platform
-import subprocess
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import paths
 from .machine import machine_info
+from .provenance import git_state, package_versions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "results.schema.json"
-_PACKAGES = ("torch", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "papermill")
+SOURCES = ("paper", "workbook goal")
+INTERVALS = ("bootstrap", "t")
+MIN_UNITS = 3  # fewer independent units never give a decisive verdict
+N_RESAMPLES = 9999  # bootstrap resamples of every interval the recorder computes
+BOOTSTRAP_SEED = 0  # the resampling is seeded so that validate() derives the same interval again
 
 
+# -- rules ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
-    """How a claim's verdict is decided from our values. Build one with above/below/within."""
+    """How a claim's verdict is decided from the interval of our values. Build one with above/below/within."""
 
     kind: str  # "above" | "below" | "within"
     low: float | None = None
@@ -64,6 +92,13 @@ class Rule:
             raise ValueError(f"rule {self.kind!r} needs its threshold")
         if self.kind == "within" and (self.low is None or self.high is None or self.low > self.high):
             raise ValueError(f"rule 'within' needs low <= high, got {self.low!r}, {self.high!r}")
+        for t in (self.low, self.high):
+            if t is not None and not math.isfinite(t):
+                raise ValueError(f"rule {self.kind!r}: thresholds must be finite, got {t!r}")
+
+    @property
+    def alpha(self) -> float:
+        return round(1 - self.confidence, 12)  # 1 - 0.95 is 0.050000000000000044 in floating point
 
     def describe(self) -> str:
         c = f"{self.confidence:.0%} CI"
@@ -74,11 +109,44 @@ class Rule:
         return f"{c} within [{self.low:g}, {self.high:g}]"
 
     def decide(self, ci_low: float, ci_high: float) -> str:
+        """The raw verdict from an interval (step 4 of the module's rules)."""
         if self.kind == "above":
             return _verdict(ci_low > self.low, ci_high <= self.low)
         if self.kind == "below":
             return _verdict(ci_high < self.high, ci_low >= self.high)
         return _verdict(self.low <= ci_low and ci_high <= self.high, ci_high < self.low or ci_low > self.high)
+
+    def p_values(self, tail) -> tuple[float, float]:
+        """``(p_yes, p_no)``: the p-values of "reproduced" and "not reproduced", twice the one-sided tail of the
+        estimate's distribution beyond the threshold (``tail(t, op)`` = P(estimate op t), op one of ``<``, ``<=``,
+        ``>``, ``>=``; strict where the verdict's bound is inclusive), so that p < 1 - confidence when the
+        two-sided interval lies on that side of the threshold."""
+        def two(t: float, op: str) -> float:
+            return min(1.0, 2 * float(tail(t, op)))
+
+        if self.kind == "above":  # reproduced: ci_low > t; not reproduced: ci_high <= t
+            return two(self.low, "<="), two(self.low, ">")
+        if self.kind == "below":  # reproduced: ci_high < t; not reproduced: ci_low >= t
+            return two(self.high, ">="), two(self.high, "<")
+        # reproduced: lo <= ci_low and ci_high <= hi; not reproduced: ci_high < lo or ci_low > hi
+        return (max(two(self.low, "<"), two(self.high, ">")), min(two(self.low, ">="), two(self.high, "<=")))
+
+    def check_range(self, lo: float, hi: float, id: str = "") -> None:
+        """``ValueError`` when no value in [lo, hi] could fail this rule, or none could pass it."""
+        what = f"claim {id!r}: " if id else ""
+        never_fails = never_passes = False
+        if self.kind == "above":
+            never_fails, never_passes = self.low < lo, self.low >= hi
+        elif self.kind == "below":
+            never_fails, never_passes = self.high > hi, self.high <= lo
+        else:
+            never_fails = self.low <= lo and self.high >= hi
+            never_passes = self.high < lo or self.low > hi
+        if never_fails:
+            raise ValueError(f"{what}rule '{self.describe()}' holds for every value in the range [{lo:g}, {hi:g}]: "
+                             "it cannot fail; pose a threshold a result could miss")
+        if never_passes:
+            raise ValueError(f"{what}rule '{self.describe()}' fails for every value in the range [{lo:g}, {hi:g}]")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "low": self.low, "high": self.high, "confidence": self.confidence,
@@ -104,53 +172,142 @@ def within(low: float, high: float, confidence: float = 0.95) -> Rule:
     return Rule("within", low=float(low), high=float(high), confidence=confidence)
 
 
+# -- where a claim comes from --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """Where a claim comes from: ``paper`` (``ref``: where it is printed; ``value``: the paper's number, only when
+    it is the same quantity as ours) or ``workbook goal`` (a target this workbook sets itself)."""
+
+    kind: str
+    ref: str | None = None
+    value: Any = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCES:
+            raise ValueError(f"source kind must be one of {SOURCES}, got {self.kind!r}")
+        if self.kind == "workbook goal" and (self.value is not None or self.ref is not None):
+            raise ValueError("a workbook goal has no paper value or reference")
+        if self.kind == "paper" and not self.ref:
+            raise ValueError("a paper claim names where the paper states it (ref)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ref": self.ref, "value": _jsonable(self.value), "note": self.note}
+
+
+def paper(ref: str, value: Any = None, note: str | None = None) -> Source:
+    """A claim of the paper, stated at ``ref`` (table, section, equation). Give ``value`` only when the paper's
+    number is the same quantity as ours; ``note`` says how ours differs where it does."""
+    return Source("paper", ref=ref, value=value, note=note)
+
+
+def goal(note: str | None = None) -> Source:
+    """A target this workbook sets itself (not a claim of the paper)."""
+    return Source("workbook goal", note=note)
+
+
+# -- intervals -----------------------------------------------------------------------------------------
+def group_means(values: Sequence[float], groups: Sequence[Any]) -> tuple[list[float], list[str]]:
+    """The mean of ``values`` within each group (in the order groups first appear) and the groups' names: one
+    independent unit per group. ``ValueError`` when the lengths differ."""
+    if len(values) != len(groups):
+        raise ValueError(f"groups: one group per value, got {len(groups)} groups for {len(values)} values")
+    order: dict[str, list[float]] = {}
+    for v, g in zip(values, groups, strict=True):
+        order.setdefault(str(g), []).append(float(v))
+    return [float(np.mean(vs)) for vs in order.values()], list(order)
+
+
+def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
+             value_range: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, Any]:
+    """The estimate (mean of ``units``), its interval at ``rule.confidence`` clipped to ``value_range``, and the
+    p-values of both decisive verdicts (:meth:`Rule.p_values`). ``method``: ``bootstrap`` (percentile, seeded) or
+    ``t``. Needs at least 2 units; ``ValueError`` for fewer or for an unknown method."""
+    from scipy import stats
+
+    x = np.asarray(units, float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"an interval needs at least 2 units, got {len(x)}")
+    if method not in INTERVALS:
+        raise ValueError(f"interval method must be one of {INTERVALS}, got {method!r}")
+    mean, std = float(x.mean()), float(x.std(ddof=1))
+    out: dict[str, Any] = {"estimate": mean, "std": std}
+    if method == "t":
+        se, df = std / math.sqrt(len(x)), len(x) - 1
+        half = float(stats.t.ppf(0.5 + rule.confidence / 2, df)) * se
+        lo, hi = mean - half, mean + half
+        def tail(t: float, op: str) -> float:
+            if se == 0:
+                return float(_OPS[op](mean, t))
+            z = (t - mean) / se  # P(estimate < t) = P(T < z); the t distribution has no atoms
+            return float(stats.t.cdf(z, df) if op in ("<", "<=") else stats.t.sf(z, df))
+        out["interval"] = {"method": "t", "confidence": rule.confidence}
+    else:
+        if np.all(x == x[0]):  # every resample is the same: the interval is the value
+            dist = np.full(N_RESAMPLES, mean)
+            lo = hi = mean
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
+                res = stats.bootstrap((x,), np.mean, confidence_level=rule.confidence, method="percentile",
+                                      n_resamples=N_RESAMPLES, rng=np.random.default_rng(BOOTSTRAP_SEED))
+            dist = res.bootstrap_distribution
+            lo, hi = _percentiles(dist, rule.alpha)
+
+        def tail(t: float, op: str) -> float:
+            return _tail(_OPS[op](dist, t))
+        out["interval"] = {"method": "bootstrap percentile", "confidence": rule.confidence,
+                           "n_resamples": N_RESAMPLES, "seed": BOOTSTRAP_SEED}
+    out["p_yes"], out["p_no"] = rule.p_values(tail)
+    return _clip(out, lo, hi, value_range)
+
+
+def replicate_interval(estimate: float, replicates: Sequence[float], rule: Rule,
+                       value_range: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, Any]:
+    """As :func:`interval`, from a bootstrap distribution the caller made (``replicates``: the statistic on each
+    resample, non-finite ones left out): percentile interval, tails from the replicates. ``ValueError`` when
+    fewer than 2 replicates are finite."""
+    d = np.asarray(replicates, float)
+    d = d[np.isfinite(d)]
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"replicates: need at least 2 finite values, got {len(d)}")
+    lo, hi = _percentiles(d, rule.alpha)
+    out: dict[str, Any] = {"estimate": float(estimate), "std": float(d.std(ddof=1)),
+                           "interval": {"method": "bootstrap percentile (replicates given)",
+                                        "confidence": rule.confidence, "n_resamples": int(len(d))}}
+    out["p_yes"], out["p_no"] = rule.p_values(lambda t, op: _tail(_OPS[op](d, t)))
+    return _clip(out, lo, hi, value_range)
+
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _percentiles(dist: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The percentile interval of a bootstrap distribution: its alpha/2 and 1 - alpha/2 quantiles taken as values
+    of the distribution itself (inverted CDF), so that the interval excludes a threshold exactly when the tail
+    beyond it is under alpha/2 (no interpolation that would move a bound by a rounding error)."""
+    lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _tail(hits: np.ndarray) -> float:
+    """A bootstrap tail probability, (hits + 1) / (resamples + 1): never 0, since a finite number of resamples
+    cannot rule out a tail smaller than their resolution."""
+    return float((np.count_nonzero(hits) + 1) / (hits.size + 1))
+
+
+def _clip(out: dict[str, Any], lo: float, hi: float, value_range: tuple[float, float]) -> dict[str, Any]:
+    r_lo, r_hi = value_range
+    out["ci_low"], out["ci_high"] = float(min(max(lo, r_lo), r_hi)), float(max(min(hi, r_hi), r_lo))
+    out["interval"]["clipped"] = bool(lo < r_lo or hi > r_hi)
+    return out
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """Per-seed differences ``a - b`` of two methods run on the same seeds."""
     if len(a) != len(b):
         raise ValueError(f"paired values need the same seeds: {len(a)} against {len(b)}")
     return [float(x) - float(y) for x, y in zip(a, b, strict=True)]
-
-
-def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean, standard deviation and two-sided t-interval of values over seeds."""
-    xs = [float(v) for v in values]
-    if not xs:
-        raise ValueError("no values to summarise")
-    bad = [v for v in xs if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"values must be finite, got {bad}")
-    n = len(xs)
-    mean = sum(xs) / n
-    if n == 1:
-        return {"values": xs, "n": 1, "mean": mean, "std": None, "ci_low": mean, "ci_high": mean}
-    from scipy import stats
-
-    std = math.sqrt(sum((v - mean) ** 2 for v in xs) / (n - 1))
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
-    return {"values": xs, "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def _git() -> dict[str, Any]:
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    rev = os.environ.get("REPRO_GIT_REVISION") or run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no")
-    return {"revision": rev, "dirty": None if status is None else bool(status)}
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -170,8 +327,29 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"cannot record a value of type {type(x).__name__}: {x!r}")
 
 
+def _range_json(lo: float, hi: float) -> list[float | None]:
+    return [lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None]
+
+
+def _range_of(doc_range: Sequence[float | None] | None) -> tuple[float, float]:
+    lo, hi = doc_range or (None, None)
+    return (-math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
+
+
+def _finite(name: str, values: Iterable[Any]) -> list[float]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise TypeError(f"{name}: values must be numbers, got {type(v).__name__} {v!r}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name}: values must be finite, got {v!r}")
+        out.append(float(v))
+    return out
+
+
+# -- the recorder --------------------------------------------------------------------------------------
 class Recorder:
-    """Collects one notebook run's values and claims; :meth:`save` writes them as JSON."""
+    """Collects one notebook run's values, claims and facts; :meth:`save` writes them as JSON."""
 
     def __init__(self, notebook: str, *, profile: str, seed: int, parameters: dict[str, Any] | None = None,
                  seeds: Sequence[int] | None = None):
@@ -183,51 +361,134 @@ class Recorder:
         self.seed = seed
         self.seeds = list(seeds) if seeds is not None else [seed]
         self.parameters = _jsonable(dict(parameters or {}))
-        paper = paper_for(notebook)
-        self.paper = None if paper is None else {"title": paper.title, "venue": paper.venue, "url": paper.url}
+        paper_ = paper_for(notebook)
+        self.paper = None if paper_ is None else {"title": paper_.title, "venue": paper_.venue, "url": paper_.url}
         self.started_at = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self.values: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
+        self.facts: dict[str, dict[str, Any]] = {}
         self._rules: dict[str, Rule] = {}
 
-    # -- declaring and observing ------------------------------------------------------------------
-    def claim(self, id: str, text: str, *, rule: Rule, paper_value: Any = None, paper_ref: str | None = None,
+    # -- declaring -------------------------------------------------------------------------------------
+    def claim(self, id: str, text: str, *, rule: Rule, source: Source, unit_of_replication: str,
+              range: tuple[float, float] = (-math.inf, math.inf), interval: str = "bootstrap",
               unit: str | None = None, hardware: bool = False) -> None:
         """Declare a claim and the rule that will decide it, before its result is known.
 
-        ``hardware=True`` marks a claim whose verdict depends on the machine it is measured on (a speed,
-        a time): it is shown with the machine (the results JSON's ``machine``) wherever it is rendered."""
+        ``source``: :func:`paper` or :func:`goal`. ``unit_of_replication``: what one independent value is (a seed,
+        a run, a (domain, side) pair, a timing round). ``range``: the values the quantity can take (an R^2 is at
+        most 1, a share lies in [0, 1]); intervals are clipped to it and a rule that no value in it could fail or
+        pass is refused (``ValueError``). ``interval``: ``bootstrap`` (default) or ``t``. ``hardware=True`` marks a
+        verdict that depends on the machine (a speed, a time): every rendering names the machine beside it."""
         if not isinstance(rule, Rule):
             raise TypeError(f"claim {id!r}: rule must be made with record.above/below/within, got {rule!r}")
-        if id in self.claims:
+        if not isinstance(source, Source):
+            raise TypeError(f"claim {id!r}: source must be made with record.paper(...) or record.goal(), "
+                            f"got {source!r}")
+        if id in self.claims or id in self.facts:
             raise ValueError(f"claim {id!r} is declared twice")
-        self.claims[id] = {"id": id, "text": text, "paper_value": _jsonable(paper_value), "paper_ref": paper_ref,
-                           "unit": unit, "rule": rule.to_json(), "ours": None, "verdict": "inconclusive",
-                           "note": "not measured", "hardware": bool(hardware)}
+        if not isinstance(unit_of_replication, str) or not unit_of_replication.strip():
+            raise ValueError(f"claim {id!r}: unit_of_replication must say what one independent value is")
+        if interval not in INTERVALS:
+            raise ValueError(f"claim {id!r}: interval must be one of {INTERVALS}, got {interval!r}")
+        lo, hi = (float(v) for v in range)
+        if not lo < hi:
+            raise ValueError(f"claim {id!r}: range must be (low, high) with low < high, got {range!r}")
+        rule.check_range(lo, hi, id)
+        self.claims[id] = {"id": id, "text": text, "source": source.to_json(), "unit": unit,
+                           "unit_of_replication": unit_of_replication, "range": _range_json(lo, hi),
+                           "interval": interval, "rule": rule.to_json(), "hardware": bool(hardware),
+                           "ours": None, "rests_on": [], "verdict_raw": "inconclusive", "p": None,
+                           "p_holm": None, "verdict": "inconclusive", "reason": "not measured", "note": None}
         self._rules[id] = rule
 
-    def observe(self, id: str, values: float | Iterable[float], *, note: str | None = None) -> str:
-        """Give our value(s) for a declared claim, one per seed; returns the verdict."""
+    def fact(self, id: str, text: str, *, value: float, expected: float, source: Source, tol: float = 0.0,
+             unit: str | None = None, note: str | None = None) -> bool:
+        """Record a deterministic quantity (an operator count, a closed-form ratio) with its exact ``expected``
+        value: it holds when ``|value - expected| <= tol``. Shown apart from the statistical claims; returns
+        whether it holds."""
+        if id in self.claims or id in self.facts:
+            raise ValueError(f"fact {id!r} is declared twice")
+        if not isinstance(source, Source):
+            raise TypeError(f"fact {id!r}: source must be made with record.paper(...) or record.goal()")
+        (value, expected), tol = _finite(f"fact {id!r}", [value, expected]), float(tol)
+        if not tol >= 0:
+            raise ValueError(f"fact {id!r}: tol must be >= 0, got {tol!r}")
+        holds = abs(value - expected) <= tol
+        self.facts[id] = {"id": id, "text": text, "source": source.to_json(), "unit": unit, "value": value,
+                          "expected": expected, "tol": tol, "holds": holds, "note": note}
+        return holds
+
+    # -- observing -------------------------------------------------------------------------------------
+    def observe(self, id: str, values: float | Iterable[float], *, groups: Sequence[Any] | None = None,
+                rests_on: Mapping[str, bool] | None = None, note: str | None = None) -> str:
+        """Give our values for a declared claim, one per unit of replication (or, with ``groups``, several per
+        unit: they are averaged within each group first). ``rests_on``: what the values depend on and whether it
+        held (``{"every L3 fit converged": False}`` makes the claim inconclusive). Values outside the claim's
+        range raise ``ValueError``. Returns the raw verdict (the final one needs the whole family: Holm)."""
+        claim = self._claim_to_observe(id)
+        vals = [values] if isinstance(values, int | float) or hasattr(values, "ndim") and values.ndim == 0 \
+            else list(values)
+        xs = _finite(f"claim {id!r}", vals)
+        if not xs:
+            raise ValueError(f"claim {id!r}: no values")
+        lo, hi = _range_of(claim["range"])
+        bad = [v for v in xs if not lo <= v <= hi]
+        if bad:
+            raise ValueError(f"claim {id!r}: values {bad[:3]} lie outside the declared range [{lo:g}, {hi:g}]")
+        units, names = (xs, None) if groups is None else group_means(xs, list(groups))
+        ours: dict[str, Any] = {"values": xs, "groups": None if groups is None else [str(g) for g in groups],
+                                "units": units, "unit_names": names, "n": len(units)}
+        if len(units) >= MIN_UNITS:
+            ours.update(interval(units, self._rules[id], claim["interval"], (lo, hi)))
+        else:
+            ours.update(estimate=float(np.mean(units)), std=None, ci_low=None, ci_high=None, interval=None,
+                        p_yes=None, p_no=None)
+        return self._decide(id, ours, rests_on, note)
+
+    def observe_replicates(self, id: str, estimate: float, replicates: Sequence[float], n_units: int, *,
+                           rests_on: Mapping[str, bool] | None = None, note: str | None = None) -> str:
+        """Give a statistic that is not a mean over units (R^2 of a fit over its runs, a refitted optimum) with the
+        bootstrap distribution the caller drew over ``n_units`` independent units (resampled with replacement).
+        Returns the raw verdict."""
+        claim = self._claim_to_observe(id)
+        (est,) = _finite(f"claim {id!r}", [estimate])
+        if isinstance(n_units, bool) or not isinstance(n_units, int | np.integer) or n_units < 1:
+            raise ValueError(f"claim {id!r}: n_units must be a positive integer, got {n_units!r}")
+        lo, hi = _range_of(claim["range"])
+        if not lo <= est <= hi:
+            raise ValueError(f"claim {id!r}: estimate {est} lies outside the declared range [{lo:g}, {hi:g}]")
+        ours: dict[str, Any] = {"values": [est], "groups": None, "units": None, "unit_names": None, "n": int(n_units)}
+        if n_units >= MIN_UNITS:
+            ours.update(replicate_interval(est, replicates, self._rules[id], (lo, hi)))
+        else:
+            ours.update(estimate=est, std=None, ci_low=None, ci_high=None, interval=None, p_yes=None, p_no=None)
+        return self._decide(id, ours, rests_on, note)
+
+    def _claim_to_observe(self, id: str) -> dict[str, Any]:
         if id not in self.claims:
             raise KeyError(f"claim {id!r} was not declared; declared: {', '.join(self.claims) or 'none'}")
         if self.claims[id]["ours"] is not None:
             raise ValueError(f"claim {id!r} was observed already")
-        vals = [values] if isinstance(values, int | float) or hasattr(values, "ndim") and values.ndim == 0 \
-            else list(values)
-        rule = self._rules[id]
-        ours = summarize(vals, rule.confidence)
-        verdict = rule.decide(ours["ci_low"], ours["ci_high"])
-        self.claims[id].update(ours=ours, verdict=verdict, note=note)
-        return verdict
+        return self.claims[id]
+
+    def _decide(self, id: str, ours: dict[str, Any], rests_on: Mapping[str, bool] | None, note: str | None) -> str:
+        deps = [{"what": str(k), "ok": bool(v)} for k, v in (rests_on or {}).items()]
+        claim = self.claims[id]
+        claim.update(ours=ours, rests_on=deps, note=note)
+        claim["verdict_raw"], claim["reason"] = raw_verdict(claim, self._rules[id])
+        return claim["verdict_raw"]
 
     def value(self, name: str, value: Any, *, unit: str | None = None, note: str | None = None) -> None:
         """Record a named result that is not a claim (a count, a fitted parameter, a timing)."""
         self.values[name] = {"value": _jsonable(value), "unit": unit, "note": note}
 
-    # -- output ----------------------------------------------------------------------------------
+    # -- output ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         now = _dt.datetime.now(_dt.UTC)
+        claims = copy.deepcopy(list(self.claims.values()))  # the document never aliases the recorder's state
+        holm(claims)
         return {
             "schema_version": SCHEMA_VERSION,
             "notebook": self.notebook,
@@ -239,11 +500,12 @@ class Recorder:
             "started_at": self.started_at.isoformat(timespec="seconds"),
             "finished_at": now.isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - self._t0, 3),
-            "git": _git(),
-            "versions": _versions(),
+            "git": git_state(),
+            "versions": package_versions(),
             "machine": machine_info(),
-            "values": self.values,
-            "claims": list(self.claims.values()),
+            "values": copy.deepcopy(self.values),
+            "claims": claims,
+            "facts": copy.deepcopy(list(self.facts.values())),
         }
 
     def save(self, folder: str | os.PathLike | None = None) -> Path:
@@ -254,8 +516,26 @@ class Recorder:
         paths.atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
         return path
 
+    def markdown(self, template: str):
+        """``template`` with ``{name}`` fields filled from the recorded values (``{grid_runs}``,
+        ``{fit_code_domain_L3[R2]:.3f}``), as IPython Markdown: prose that states a result is written from the
+        record, never typed. ``KeyError`` naming a field that was not recorded."""
+        from IPython.display import Markdown
+
+        vals = {k: v["value"] for k, v in self.values.items()}
+        try:
+            return Markdown(template.format_map(vals))
+        except KeyError as e:
+            raise KeyError(f"markdown: {e.args[0]!r} is not a recorded value (recorded: {', '.join(vals)})") from None
+
+    def verdicts(self):
+        """Every claim's verdict in a sentence, as IPython Markdown (:func:`verdicts_markdown`)."""
+        from IPython.display import Markdown
+
+        return Markdown(verdicts_markdown(self.to_json()))
+
     def _repr_html_(self) -> str:
-        return claims_html(list(self.claims.values()))
+        return results_html(self.to_json())
 
 
 def start(notebook: str, **kwargs: Any) -> Recorder:
@@ -263,28 +543,104 @@ def start(notebook: str, **kwargs: Any) -> Recorder:
     return Recorder(notebook, **kwargs)
 
 
+# -- verdicts ------------------------------------------------------------------------------------------
+def raw_verdict(claim: dict[str, Any], rule: Rule | None = None) -> tuple[str, str]:
+    """The verdict before the family's adjustment, and why: steps 2-5 of the module's rules."""
+    ours = claim["ours"]
+    if ours is None:
+        return "inconclusive", "not measured"
+    if ours["n"] < MIN_UNITS:
+        return "inconclusive", f"n < {MIN_UNITS}"
+    failed = [d["what"] for d in claim["rests_on"] if not d["ok"]]
+    if failed:
+        return "inconclusive", "rests on what failed: " + "; ".join(failed)
+    rule = rule or _rule_of(claim)
+    v = rule.decide(ours["ci_low"], ours["ci_high"])
+    return v, "the interval lies on the claimed side" if v == "reproduced" else \
+        "the interval lies on the other side" if v == "not reproduced" else "the interval straddles the threshold"
+
+
+def _rule_of(claim: dict[str, Any]) -> Rule:
+    r = claim["rule"]
+    return Rule(r["kind"], r["low"], r["high"], r["confidence"])
+
+
+def decision_p(claim: dict[str, Any]) -> float | None:
+    """The p-value of a claim's raw decision (None when no test was made: n < 3, not measured, or resting on a
+    failure): p_yes for "reproduced", p_no for "not reproduced", the smaller of the two when inconclusive."""
+    ours = claim["ours"]
+    if ours is None or ours.get("p_yes") is None or any(not d["ok"] for d in claim["rests_on"]):
+        return None
+    v = claim["verdict_raw"]
+    return ours["p_yes"] if v == "reproduced" else ours["p_no"] if v == "not reproduced" else \
+        min(ours["p_yes"], ours["p_no"])
+
+
+def holm(claims: list[dict[str, Any]]) -> None:
+    """Adjust the notebook's family of tested claims by Holm's step-down procedure (statsmodels), in place:
+    each claim gets ``p``, ``p_holm``, the final ``verdict`` and its ``reason``."""
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [c for c in claims if decision_p(c) is not None]
+    adjusted = multipletests([decision_p(c) for c in tested], method="holm")[1] if tested else []
+    for c in claims:
+        c["p"] = c["p_holm"] = None
+        c["verdict"] = c["verdict_raw"]
+    for c, p_adj in zip(tested, adjusted, strict=True):
+        c["p"], c["p_holm"] = float(decision_p(c)), float(p_adj)
+        alpha = _rule_of(c).alpha
+        if c["verdict_raw"] != "inconclusive" and not p_adj < alpha:
+            c["verdict"] = "inconclusive"
+            c["reason"] = (f"{c['verdict_raw']} alone, but not after Holm's adjustment over {len(tested)} claims "
+                           f"(p = {c['p']:.3g}, adjusted {p_adj:.3g} >= {alpha:g})")
+
+
+# -- schema and re-derivation --------------------------------------------------------------------------
 def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "results.schema.json"
+
+
 def validate(doc: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` when ``doc`` breaks the results schema, or a verdict its rule."""
+    """Raise ``jsonschema.ValidationError`` when ``doc`` breaks the results schema, or when a verdict (raw or after
+    Holm), an interval computed here from stored units, or a fact differs from what the rules derive again."""
     import jsonschema
 
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise jsonschema.ValidationError(f"schema_version {doc.get('schema_version')!r}: these results were recorded "
+                                         f"under other rules; run the notebook again (version {SCHEMA_VERSION})")
     jsonschema.validate(doc, load_schema())
+    fail = jsonschema.ValidationError
     for c in doc["claims"]:
-        if c["ours"] is None:
-            if c["verdict"] != "inconclusive":
-                raise jsonschema.ValidationError(f"claim {c['id']!r} has no value but verdict {c['verdict']!r}")
-            continue
-        r = c["rule"]
-        rule = Rule(r["kind"], r["low"], r["high"], r["confidence"])
-        expect = rule.decide(c["ours"]["ci_low"], c["ours"]["ci_high"])
-        if c["verdict"] != expect:
-            raise jsonschema.ValidationError(f"claim {c['id']!r}: verdict {c['verdict']!r}, its rule gives {expect!r}")
+        rule, ours = _rule_of(c), c["ours"]
+        lo, hi = _range_of(c["range"])
+        rule.check_range(lo, hi, c["id"])
+        if ours is not None and ours["units"] is not None and ours["n"] >= MIN_UNITS:
+            again = interval(ours["units"], rule, c["interval"], (lo, hi))
+            for k in ("estimate", "ci_low", "ci_high", "p_yes", "p_no"):
+                if not math.isclose(again[k], ours[k], rel_tol=1e-9, abs_tol=1e-12):
+                    raise fail(f"claim {c['id']!r}: {k} {ours[k]!r} is not what its units give ({again[k]!r})")
+        if ours is not None and ours["units"] is not None:
+            want = ours["values"] if ours["groups"] is None else group_means(ours["values"], ours["groups"])[0]
+            if not np.allclose(want, ours["units"], rtol=1e-12, atol=0):
+                raise fail(f"claim {c['id']!r}: its units are not the group means of its values")
+        expect, _ = raw_verdict(c, rule)
+        if c["verdict_raw"] != expect:
+            raise fail(f"claim {c['id']!r}: raw verdict {c['verdict_raw']!r}, its rule gives {expect!r}")
+    again = copy.deepcopy(doc["claims"])
+    holm(again)
+    for c, a in zip(doc["claims"], again, strict=True):
+        if c["verdict"] != a["verdict"] or c["p_holm"] != a["p_holm"]:
+            raise fail(f"claim {c['id']!r}: verdict {c['verdict']!r} (Holm p {c['p_holm']}), Holm's procedure over the "
+                       f"notebook's claims gives {a['verdict']!r} (p {a['p_holm']})")
+    for f in doc["facts"]:
+        if f["holds"] != (abs(f["value"] - f["expected"]) <= f["tol"]):
+            raise fail(f"fact {f['id']!r}: holds = {f['holds']}, its value and tolerance say otherwise")
 
 
-# -- rendering shared by notebooks, the index and the README scorecard ----------------------------
+# -- rendering shared by notebooks, the index and the README scorecard ----------------------------------
 def fmt_number(x: Any) -> str:
     if x is None:
         return "–"
@@ -294,22 +650,34 @@ def fmt_number(x: Any) -> str:
 
 
 def fmt_ours(ours: dict[str, Any] | None, unit: str | None = None) -> str:
-    """``mean [ci_low, ci_high] (n=…)``, or the single value."""
+    """``estimate [ci_low, ci_high] (n=…)``; below 3 units the values themselves, marked ``n=2 < 3``."""
     if ours is None:
         return "not measured"
     u = f" {unit}" if unit else ""
-    if ours["n"] == 1:
-        return f"{fmt_number(ours['mean'])}{u} (n=1)"
-    return f"{fmt_number(ours['mean'])}{u} [{fmt_number(ours['ci_low'])}, {fmt_number(ours['ci_high'])}] (n={ours['n']})"
+    if ours.get("ci_low") is None:
+        shown = ", ".join(fmt_number(v) for v in (ours["units"] or ours["values"]))
+        return f"{shown}{u} (n={ours['n']} < {MIN_UNITS})"
+    return (f"{fmt_number(ours['estimate'])}{u} [{fmt_number(ours['ci_low'])}, {fmt_number(ours['ci_high'])}] "
+            f"(n={ours['n']})")
 
 
-def fmt_paper(claim: dict[str, Any]) -> str:
-    v = claim.get("paper_value")
-    if v is None:
-        return "–"
-    ref = f" ({claim['paper_ref']})" if claim.get("paper_ref") else ""
-    unit = f" {claim['unit']}" if claim.get("unit") else ""
-    return f"{fmt_number(v)}{unit}{ref}"
+def fmt_source(item: dict[str, Any]) -> str:
+    """The paper's number and where it is printed, or the reference alone, or "workbook goal"."""
+    s = item["source"]
+    if s["kind"] == "workbook goal":
+        return "workbook goal"
+    unit = f" {item['unit']}" if item.get("unit") and s["value"] is not None else ""
+    value = f"{fmt_number(s['value'])}{unit} " if s["value"] is not None else ""
+    return f"{value}({s['ref']})" + (f"; {s['note']}" if s.get("note") else "")
+
+
+def fmt_verdict(claim: dict[str, Any]) -> str:
+    """The final verdict with why when it is inconclusive: ``inconclusive (n < 3)``."""
+    v = claim["verdict"]
+    if v != "inconclusive" or claim["reason"].startswith("the interval"):
+        return v
+    short = claim["reason"].split(" (p = ")[0] if claim["verdict_raw"] != "inconclusive" else claim["reason"]
+    return f"inconclusive ({short})"
 
 
 def claim_text(claim: dict[str, Any], machine: dict[str, Any] | None = None) -> str:
@@ -322,23 +690,79 @@ def claim_text(claim: dict[str, Any], machine: dict[str, Any] | None = None) -> 
     return f"{claim['text']} [verdict depends on the hardware{on}]"
 
 
+def _p(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
 def claims_html(claims: list[dict[str, Any]], machine: dict[str, Any] | None = None) -> str:
-    """The claims table as an HTML fragment (notebooks display it; the index embeds it). ``machine``: the
-    results' machine, named beside claims whose verdict depends on the hardware (this machine when None)."""
+    """One table of claims as an HTML fragment: source, unit of replication, our interval, the rule, the raw and
+    the Holm-adjusted decision. ``machine``: the results' machine, named beside claims whose verdict depends on
+    the hardware (this machine when None)."""
     if not claims:
-        return "<p><em>No claims recorded.</em></p>"
+        return "<p><em>None recorded.</em></p>"
     rows = []
     for c in claims:
-        verdict = c["verdict"]
+        final = c["verdict"].replace(" ", "-")
         rows.append(
             "<tr>"
             f"<td><code>{html.escape(c['id'])}</code></td>"
             f"<td>{html.escape(claim_text(c, machine or machine_info()))}</td>"
-            f"<td>{html.escape(fmt_paper(c))}</td>"
+            f"<td>{html.escape(fmt_source(c))}</td>"
+            f"<td>{html.escape(c['unit_of_replication'])}</td>"
             f"<td>{html.escape(fmt_ours(c['ours'], c.get('unit')))}</td>"
             f"<td>{html.escape(c['rule']['text'])}</td>"
-            f"<td class=\"verdict {verdict.replace(' ', '-')}\">{html.escape(verdict)}</td>"
+            f"<td class=\"verdict {c['verdict_raw'].replace(' ', '-')}\">{html.escape(c['verdict_raw'])}"
+            f"<br><small>p = {_p(c['p'])}</small></td>"
+            f"<td class=\"verdict {final}\">{html.escape(fmt_verdict(c))}<br><small>p = {_p(c['p_holm'])}</small></td>"
             "</tr>"
         )
-    head = "<tr><th>id</th><th>claim</th><th>paper</th><th>ours</th><th>rule</th><th>verdict</th></tr>"
+    head = ("<tr><th>id</th><th>claim</th><th>source</th><th>unit of replication</th><th>ours</th><th>rule</th>"
+            "<th>raw decision</th><th>after Holm</th></tr>")
     return f'<table class="claims">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
+
+
+def facts_html(facts: list[dict[str, Any]]) -> str:
+    """The facts of the design as an HTML fragment: value, expected value, and whether it holds exactly."""
+    if not facts:
+        return "<p><em>None recorded.</em></p>"
+    rows = [f"<tr><td><code>{html.escape(f['id'])}</code></td><td>{html.escape(f['text'])}</td>"
+            f"<td>{html.escape(fmt_source(f))}</td><td>{fmt_number(f['value'])}</td><td>{fmt_number(f['expected'])}"
+            f"{' ± ' + fmt_number(f['tol']) if f['tol'] else ''}</td>"
+            f"<td class=\"verdict {'reproduced' if f['holds'] else 'not-reproduced'}\">"
+            f"{'holds' if f['holds'] else 'does not hold'}</td></tr>" for f in facts]
+    head = "<tr><th>id</th><th>fact</th><th>source</th><th>value</th><th>expected</th><th>check</th></tr>"
+    return f'<table class="facts">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
+
+
+def split_claims(claims: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The paper's claims and the workbook's goals, in their recorded order."""
+    return ([c for c in claims if c["source"]["kind"] == "paper"],
+            [c for c in claims if c["source"]["kind"] == "workbook goal"])
+
+
+def results_html(doc: dict[str, Any]) -> str:
+    """A results document's claims of the paper, workbook goals and facts, each under its own heading."""
+    papers, goals = split_claims(doc.get("claims", []))
+    m = doc.get("machine")
+    n = len(doc.get("claims", []))
+    note = (f"<p><small>Holm's adjustment runs over this notebook's {n} claims (paper claims and goals together); "
+            f"a verdict needs at least {MIN_UNITS} independent units.</small></p>")
+    return (f"<h4>Claims of the paper</h4>\n{claims_html(papers, m)}\n<h4>Workbook goals</h4>\n{claims_html(goals, m)}"
+            f"\n<h4>Facts of the design (exact, not tested statistically)</h4>\n{facts_html(doc.get('facts', []))}\n"
+            + note)
+
+
+def verdicts_markdown(doc: dict[str, Any]) -> str:
+    """Every claim's result in a sentence, from the recorded values only (a notebook shows it where it would
+    otherwise type the numbers): ``- **id** (paper, Table 5): text. Ours: 0.04 [0.01, 0.08] (n=3),
+    one value per seed; reproduced (Holm p = 0.004).``"""
+    lines = []
+    for c in doc.get("claims", []):
+        src = "workbook goal" if c["source"]["kind"] == "workbook goal" else f"paper, {c['source']['ref']}"
+        p = f" (Holm p = {_p(c['p_holm'])})" if c["p_holm"] is not None else ""
+        lines.append(f"- **{c['id']}** ({src}): {claim_text(c, doc.get('machine'))}. Ours: "
+                     f"{fmt_ours(c['ours'], c.get('unit'))}, one value per {c['unit_of_replication']}; **{fmt_verdict(c)}**{p}.")
+    for f in doc.get("facts", []):
+        lines.append(f"- **{f['id']}** (fact): {f['text']}: {fmt_number(f['value'])} against "
+                     f"{fmt_number(f['expected'])}, {'holds' if f['holds'] else 'does not hold'}.")
+    return "\n".join(lines)

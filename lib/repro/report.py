@@ -17,7 +17,7 @@ from typing import Any
 from . import paths
 from .machine import machine_label
 from .papers import PAPERS, paper_for
-from .record import claim_text, claims_html, fmt_ours, fmt_paper
+from .record import claim_text, fmt_number, fmt_ours, fmt_source, fmt_verdict, results_html, split_claims
 
 MATHJAX = "assets/mathjax/tex-svg-full.js"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -109,7 +109,7 @@ def _section(name: str, run: dict[str, Any], res: dict[str, Any] | None, out: Pa
                 f"git {html.escape((res.get('git') or {}).get('revision') or 'unknown')[:10]}",
                 f"on {html.escape(machine_label(res['machine']))}" if res.get("machine") else ""]
         parts.append('<p class="meta">' + " · ".join(m for m in meta if m) + "</p>")
-        parts.append(claims_html(res.get("claims", []), res.get("machine")))
+        parts.append(results_html(res))
     elif not failed:
         parts.append('<p class="missing">This run recorded no results.</p>')
     if has_page:
@@ -133,14 +133,10 @@ def write_index(out: Path = paths.REPORTS) -> Path:
     if missing:
         items = "".join(f"<li>{html.escape(p.number)} · {html.escape(p.title)}</li>" for p in missing)
         sections.append(f'<section class="missing"><h2>Not yet in the workbook</h2><ul>{items}</ul></section>')
-    counts = {v: 0 for v in ("reproduced", "not reproduced", "inconclusive")}
-    for r in results.values():
-        for c in r.get("claims", []):
-            counts[c["verdict"]] += 1
+    summary = _summary(results)
     n_failed = sum(1 for n in names if state.get(n, {}).get("status") == "failed")
-    summary = (f"{sum(counts.values())} claims: {counts['reproduced']} reproduced, {counts['not reproduced']} not "
-               f"reproduced, {counts['inconclusive']} inconclusive" +
-               (f' · <span class="error">{n_failed} notebook(s) failed</span>' if n_failed else ""))
+    if n_failed:
+        summary += f' · <span class="error">{n_failed} notebook(s) failed</span>'
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Reproduction workbook: reports</title>
@@ -158,19 +154,51 @@ Index written {now}.</p>
     return path
 
 
+def _summary(results: dict[str, dict[str, Any]]) -> str:
+    """``N claims of the papers: a reproduced, b not reproduced, c inconclusive · M workbook goals: … · K facts``
+    (final verdicts, after Holm's adjustment within each notebook)."""
+    parts = []
+    for what, idx in (("claims of the papers", 0), ("workbook goals", 1)):
+        counts = {v: 0 for v in ("reproduced", "not reproduced", "inconclusive")}
+        for r in results.values():
+            for c in split_claims(r.get("claims", []))[idx]:
+                counts[c["verdict"]] += 1
+        parts.append(f"{sum(counts.values())} {what}: {counts['reproduced']} reproduced, {counts['not reproduced']} "
+                     f"not reproduced, {counts['inconclusive']} inconclusive")
+    facts = [f for r in results.values() for f in r.get("facts", [])]
+    parts.append(f"{len(facts)} facts of the design, {sum(f['holds'] for f in facts)} hold")
+    return " · ".join(parts)
+
+
 # -- the README scorecard -----------------------------------------------------------------------------
 def scorecard_markdown(out: Path = paths.REPORTS) -> str:
-    """Every recorded claim as a Markdown table (the README's scorecard)."""
+    """The README's scorecard: the papers' claims, the workbook's goals and the facts of the design, each a
+    Markdown table (final verdicts after Holm's adjustment within each notebook, the raw decision beside)."""
     results = _load_results(Path(out))
-    rows = ["| notebook | claim | paper | ours | verdict |", "| --- | --- | --- | --- | --- |"]
+
+    def table(idx: int, first: str) -> list[str]:
+        rows = [f"| notebook | {first} | source | unit | ours | raw | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, res in results.items():
+            for c in split_claims(res.get("claims", []))[idx]:
+                cells = [f"{name} ({res['profile']})", f"`{c['id']}`: {claim_text(c, res.get('machine'))}",
+                         fmt_source(c), c["unit_of_replication"], fmt_ours(c["ours"], c.get("unit")), c["verdict_raw"],
+                         f"**{fmt_verdict(c)}**"]
+                rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+        if len(rows) == 2:
+            rows.append("| – | none recorded yet | – | – | – | – | – |")
+        return rows
+
+    facts = ["| notebook | fact | source | value | expected | check |", "| --- | --- | --- | --- | --- | --- |"]
     for name, res in results.items():
-        for c in res.get("claims", []):
-            cells = [f"{name} ({res['profile']})", f"`{c['id']}`: {claim_text(c, res.get('machine'))}", fmt_paper(c),
-                     fmt_ours(c["ours"], c.get("unit")), f"**{c['verdict']}**"]
-            rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    if len(rows) == 2:
-        rows.append("| – | no claims recorded yet | – | – | – |")
-    return "\n".join(rows)
+        for f in res.get("facts", []):
+            cells = [name, f"`{f['id']}`: {f['text']}", fmt_source(f), fmt_number(f["value"]), fmt_number(f["expected"]),
+                     "holds" if f["holds"] else "**does not hold**"]
+            facts.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    if len(facts) == 2:
+        facts.append("| – | none recorded yet | – | – | – | – |")
+    return "\n".join(["**Claims of the papers**", "", *table(0, "claim"), "", "**Workbook goals** (targets this "
+                      "workbook sets itself, not claims of the papers)", "", *table(1, "goal"), "",
+                      "**Facts of the design** (exact quantities, not tested statistically)", "", *facts])
 
 
 def write_scorecard(readme: Path = paths.ROOT / "README.md", out: Path = paths.REPORTS) -> bool:

@@ -375,7 +375,7 @@ def perform(fn: Callable[[Any], Any], spec: Any, rid: str) -> dict[str, Any]:
     import torch
 
     from .machine import machine_info
-    from .record import _git, _versions
+    from .provenance import git_state, package_versions
 
     threads = max(1, math.ceil(resources(spec)["num_cpus"]))
     before = torch.get_num_threads()
@@ -392,7 +392,7 @@ def perform(fn: Callable[[Any], Any], spec: Any, rid: str) -> dict[str, Any]:
     finally:
         torch.set_num_threads(before)
     out.update(end=_now(), seconds=round(time.perf_counter() - t0, 3),
-               cpu_seconds=round(time.process_time() - c0, 3), git=_git(), versions=_versions(),
+               cpu_seconds=round(time.process_time() - c0, 3), git=git_state(), versions=package_versions(),
                machine=machine_info(threads), host=socket.gethostname())
     return out
 

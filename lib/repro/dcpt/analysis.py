@@ -365,3 +365,99 @@ def plot_loss_vs_D(ax, frame, fit_: Fit, which: str, size: str, domain: str) -> 
     ax.set_ylabel(loss)
     ax.set_title(f"{size}, {domain}: {which} loss against D")
     ax.legend(fontsize=6, ncol=2)
+
+
+# -- the claims' units ------------------------------------------------------------------------------------------
+HUBER_REPORT_DELTA = 1.0  # the Huber figure set against the paper's 0.02: delta = 1 on raw losses (notebook 03 says why)
+
+
+def huber_per_point(fit_: Fit, pts: Points, delta: float = HUBER_REPORT_DELTA) -> np.ndarray:
+    """Huber_delta(L_hat - L) of every point on the raw losses (nats), shape ``(pts.n,)``: the figure notebook 03
+    sets against the paper's "Huber < 0.02" (§1). With delta = 1 it is half the squared error for residuals
+    below 1 nat. ``ValueError`` for delta <= 0."""
+    from .fit import huber
+
+    _check.instance("fit_", fit_, Fit)
+    return huber(fit_.predict(pts) - pts.L, delta)
+
+
+def run_bootstrap_r2(fit_: Fit, pts: Points, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """R^2 of a fitted law on runs drawn with replacement (whole runs: the points of one run are correlated),
+    ``n_boot`` draws of as many runs as ``pts`` holds; shape ``(n_boot,)``. The fit is held fixed: the spread is
+    that of the fit's quality over the runs it could have been measured on. Resampled by
+    ``scipy.stats.bootstrap`` (seeded). ``ValueError`` for fewer than 2 runs."""
+    from scipy import stats
+
+    from .fit import r2
+
+    _check.instance("fit_", fit_, Fit)
+    n_boot = _check.integer("n_boot", n_boot, 1)
+    runs_ = np.unique(pts.run)
+    if len(runs_) < 2:
+        raise ValueError(f"pts: a bootstrap over runs needs at least 2 runs, got {len(runs_)}")
+    pred = fit_.predict(pts)
+    rows = [np.flatnonzero(pts.run == r) for r in runs_]
+
+    def stat(pick: np.ndarray) -> float:
+        idx = np.concatenate([rows[int(i)] for i in pick])
+        return r2(pts.L[idx], pred[idx])
+
+    res = stats.bootstrap((np.arange(len(runs_)),), stat, vectorized=False, n_resamples=n_boot,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return np.asarray(res.bootstrap_distribution, float)
+
+
+def best_measured_ratio(end, L_g0: float, T: float) -> float:
+    """Usage 1's measured answer (Table 5's check): among the runs' final evaluations ``end`` (columns r_d, L_g,
+    L_d), the ratio with the lowest domain loss whose general loss stays within ``(1 + T) * L_g0``; NaN when no
+    ratio meets the budget."""
+    _check.columns("end", end, ("r_d", "L_g", "L_d"))
+    L_g0, T = _check.positive("L_g0", L_g0), _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    ok = end[end["L_g"] < L_g0 * (1 + T)]
+    return float(ok.loc[ok["L_d"].idxmin(), "r_d"]) if len(ok) else float("nan")
+
+
+def usage1_replicates(frame, candidates: Sequence[float], T: float):
+    """Usage 1's measured side per seed: for each seed of ``frame`` (a grid frame with a ``seed`` column, one
+    model size and domain), the base model's general loss ``L_g0`` (step 0), the ratios of ``candidates`` it
+    holds, and :func:`best_measured_ratio` over them. ``ValueError`` when a seed lacks a candidate ratio (the seeds
+    must compare the same ratios)."""
+    import pandas as pd
+
+    _check.columns("frame", frame, ("seed", "size", "domain", "r_d", "step", "L_g", "L_d"))
+    if frame["size"].nunique() != 1 or frame["domain"].nunique() != 1:
+        raise ValueError("frame: usage 1's replicates hold one model size and one domain")
+    want = np.round(np.asarray(candidates, float), 6)
+    rows = []
+    for seed, f in frame.groupby("seed"):
+        f = f[np.isin(np.round(f["r_d"].to_numpy(float), 6), want)]
+        missing = sorted(set(want) - set(np.round(f["r_d"].to_numpy(float), 6)))
+        if missing:
+            raise ValueError(f"frame: seed {seed} lacks the candidate ratios {missing}")
+        L_g0 = float(f[f["step"] == 0]["L_g"].mean())
+        end = f[f["step"] == f["step"].max()].drop_duplicates("r_d")
+        rows.append({"seed": int(seed), "L_g0": L_g0, "ratios": len(end), "best measured r_d":
+                     best_measured_ratio(end, L_g0, T)})
+    return pd.DataFrame(rows)
+
+
+def plot_usage1(axes, L_g: Callable, L_d: Callable, end, pred: dict[str, Any], L_g0: float, T: float,
+                r_interval: tuple[float, float], title: str) -> None:
+    """Usage 1 on two axes (Eq. 10, Table 5's check): the fitted general and domain laws against r_d (dashed), the
+    measured final losses ``end`` (columns r_d, L_g, L_d, seed; one marker per seed), the budget ``(1 + T) L_g0``,
+    the predicted r_d* and its bootstrap interval ``r_interval`` (grey band)."""
+    rr = np.linspace(0, 1, 201)
+    axes[0].plot(rr, L_g(rr), "--", label="L3 general")
+    axes[1].plot(rr, L_d(rr), "--", label="L3 domain")
+    for seed, e in end.groupby("seed"):
+        axes[0].plot(e["r_d"], e["L_g"], "o", ms=4, alpha=0.7, label=f"measured, seed {seed}")
+        axes[1].plot(e["r_d"], e["L_d"], "o", ms=4, alpha=0.7, label=f"measured, seed {seed}")
+    axes[0].axhline(L_g0 * (1 + T), color="r", lw=0.8, label=f"budget (seed-0 base, +{T:.0%})")
+    lo, hi = r_interval
+    for ax, side in zip(axes, ("general", "domain"), strict=True):
+        ax.axvline(pred["r_d"], color="k", lw=0.8, ls=":", label=f"predicted r_d* = {pred['r_d']:.3f}")
+        ax.axvspan(lo, hi, color="k", alpha=0.1, label=f"bootstrap 95% [{lo:.2f}, {hi:.2f}]")
+        ax.set_xlabel("domain ratio $r_d$")
+        ax.set_ylabel(f"{side} loss (nats/token)")
+        ax.set_title(f"{title}: {side} loss")
+        ax.legend(fontsize=6)

@@ -24,6 +24,7 @@ import functools
 import io
 import json
 import math
+import numbers
 import os
 import re
 import time
@@ -163,7 +164,9 @@ class CPTRun:
     domain = property(lambda self: self.grid.domains[0])
     r_d = property(lambda self: float(self.grid.ratios[0]))
     seed = property(lambda self: self.grid.seed)
-    label = property(lambda self: run_label(self.size[0], self.domain, self.r_d))
+    # the label names the seed where it is not the grids' 0 (replicates of a run share size, domain and ratio)
+    label = property(lambda self: run_label(self.size[0], self.domain, self.r_d)
+                     + (f"/seed{self.seed}" if self.seed else ""))
     id = property(lambda self: runs.run_id(self))
     num_cpus = 1
     num_gpus = property(lambda self: 1 if self.device.startswith("cuda") else 0)
@@ -628,11 +631,90 @@ def usage1_verify(grid_path: str | os.PathLike, domain: str, load: TokenLoader, 
     return runs.run_sweep(sweep, log=log)  # type: ignore[return-value]
 
 
+REPLICATE_SEEDS = (1, 2)  # with the grid's seed 0: three independent replicates of usage 1's measured side
+USAGE1_WINDOW = 0.25  # usage 1's measured side compares the grid's ratios within this distance of r_d*
+
+
+def usage1_candidates(grid_ratios: Sequence[float], verify_ratios: Sequence[float], r_star: float,
+                      window: float = USAGE1_WINDOW) -> tuple[float, ...]:
+    """The ratios usage 1's measured side compares: the verification ratios (r_d* and its neighbours,
+    :func:`usage1_ratios`) and the grid's ratios within ``window`` of ``r_star``, sorted and without repeats."""
+    r_star, window = _check.fraction("r_star", r_star), _check.fraction("window", window)
+    near = [float(r) for r in grid_ratios if abs(float(r) - r_star) <= window + 1e-9]
+    return tuple(sorted({round(r, 6) for r in (*near, *map(float, verify_ratios))}))
+
+
+def usage1_replicates_sweep(grid_path: str | os.PathLike, domain: str, *, seeds: Sequence[int] = REPLICATE_SEEDS,
+                            window: float = USAGE1_WINDOW, device: str = "cpu", log: Callable[[str], None] = print
+                            ) -> runs.Sweep:
+    """Usage 1's measured side again under other seeds, as a sweep: every ratio of :func:`usage1_candidates` (the
+    verification table's ratios and the grid's within ``window`` of the stored prediction) at the verification
+    table's model size, trained from scratch (base model included) once per seed of ``seeds``. The table is at
+    ``<grid_path>-usage1-<domain>-seeds``; it needs the verification table ``<grid_path>-usage1-<domain>`` (its
+    stored prediction is the one the replicates test). ``GridArgumentError`` naming ``domain`` when that table is
+    missing, ``seeds`` for seeds that are not distinct non-negative integers, ``window`` outside (0, 1]."""
+    from ..data import load_tokens, vocab_size
+
+    try:
+        check_device(device)
+    except (TypeError, ValueError) as e:
+        raise GridArgumentError("device", str(e).removeprefix("device ")) from None
+    if isinstance(seeds, str | bytes) or not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds):
+        raise GridArgumentError("seeds", f"must be distinct integers in [0, 2**63), got {seeds!r}")
+    if not (_check.is_real(window) and 0 < window <= 1):
+        raise GridArgumentError("window", f"must lie in (0, 1], got {window!r}")
+    grid = check_usage1_args(grid_path, domain)
+    verify = Grid.load(f"{grid_path}-usage1-{domain}")
+    if not verify.meta.get("prediction") or not verify.meta.get("spec"):
+        raise GridArgumentError("domain", f"no usage-1 table at {grid_path}-usage1-{domain}: run `python -m repro "
+                                f"dcpt grid --usage1 {domain}` first (its prediction is what the replicates test)")
+    vspec, pred = spec_from_json(verify.meta["spec"]), verify.meta["prediction"]
+    ratios = usage1_candidates(spec_from_json(grid.meta["spec"]).ratios, vspec.ratios, pred["r_d"], window)
+    specs = [dataclasses.replace(vspec, ratios=ratios, seed=int(s)) for s in seeds]
+    load = functools.partial(load_tokens, profile=vspec.token_profile)
+    prepare = functools.partial(_check_inputs, spec=vspec, load=load, vocab=vocab_size(), log=log)
+    return runs.Sweep(f"dcpt/{Path(grid_path).name}-usage1-{domain}-seeds", Path(f"{grid_path}-usage1-{domain}-seeds"),
+                      tuple(r for s in specs for r in s.runs(device)), perform_run, COLUMN_TYPES,
+                      key={"specs": [s.to_json() for s in specs]}, meta={"prediction": pred, "window": window},
+                      prepare=prepare, table_type=Grid)
+
+
+def seeds_of(grid: Grid):
+    """The grid's rows as a DataFrame with a ``seed`` column (each run's seed, from its provenance)."""
+    f = grid.frame()
+    f["seed"] = f["run"].map({rid: info["seed"] for rid, info in grid.meta.get("runs", {}).items()})
+    return f
+
+
+def usage1_measured(grid: Grid, grid_path: str | os.PathLike | None, domain: str, size: str):
+    """What usage 1's measured side compares for ``domain`` at model size ``size``: the rows (with a ``seed``
+    column) of the grid's runs, of the verification table ``<grid_path>-usage1-<domain>`` and of its replicates
+    ``...-seeds`` where they exist, and the candidate ratios (:func:`usage1_candidates` when verified, else the
+    grid's ratios). Returns ``(frame, candidates, prediction stored with the verification or None)``."""
+    import pandas as pd
+
+    f = seeds_of(grid)
+    parts = [f[(f["domain"] == domain) & (f["size"] == size)]]
+    ratios = tuple(float(r) for r in grid.meta["spec"]["ratios"])
+    verify = Grid.load(f"{grid_path}-usage1-{domain}") if grid_path is not None else None
+    if verify is None or not verify.meta.get("spec"):
+        return parts[0], ratios, None
+    pred = verify.meta["prediction"]
+    parts.append(seeds_of(verify))
+    reps = Grid.load(f"{grid_path}-usage1-{domain}-seeds")
+    if reps.meta.get("runs"):
+        parts.append(seeds_of(reps))
+    candidates = usage1_candidates(ratios, spec_from_json(verify.meta["spec"]).ratios, pred["r_d"])
+    return pd.concat(parts, ignore_index=True), candidates, pred
+
+
 # ------------------------------------------------------------------------------- the sweeps by name
 _TABLES = {"grid": DEFAULT_SPEC, "grid-cross": CROSS_SPEC, "grid-full": FULL_SPEC}
 # dcpt/grid, dcpt/grid-cross, dcpt/grid-full, and usage 1 on each domain of each: dcpt/grid-usage1-code, ...
+# and usage 1's replicates over more seeds: dcpt/grid-usage1-code-seeds, ...
 SWEEPS = tuple([f"dcpt/{t}" for t in _TABLES]
-               + [f"dcpt/{t}-usage1-{d}" for t, s in _TABLES.items() for d in s["domains"]])
+               + [f"dcpt/{t}-usage1-{d}{x}" for t, s in _TABLES.items() for d in s["domains"] for x in ("", "-seeds")])
 
 
 def sweep(name: str, device: str = "cpu") -> runs.Sweep:
@@ -641,10 +723,12 @@ def sweep(name: str, device: str = "cpu") -> runs.Sweep:
         check_device(device)
     except (TypeError, ValueError) as e:
         raise GridArgumentError("device", str(e).removeprefix("device ")) from None
-    m = re.fullmatch(r"dcpt/(grid(?:-cross|-full)?)(?:-usage1-(\w+))?", name)
+    m = re.fullmatch(r"dcpt/(grid(?:-cross|-full)?)(?:-usage1-(\w+?)(-seeds)?)?", name)
     if name not in SWEEPS or m is None:
         raise GridArgumentError("name", f"unknown D-CPT sweep {name!r} (valid: {', '.join(SWEEPS)})")
-    table, domain = m.groups()
+    table, domain, replicates = m.groups()
+    if replicates:
+        return usage1_replicates_sweep(paths.DATA / "dcpt" / table, domain, device=device)
     if domain:
         return usage1_sweep(paths.DATA / "dcpt" / table, domain, device=device)
     return grid_sweep(GridSpec(**_TABLES[table]), paths.DATA / "dcpt" / table, device=device, name=name)
@@ -692,7 +776,8 @@ def convert_legacy_table(path: str | os.PathLike, when: str | None = None) -> in
 
 _FLAGS = {"spec": "--seed", "path": "--out", "grid_path": "--out", "device": "--device", "only": "--only",
           "domains": "--domains", "domain": "--usage1", "executor": "--executor",
-          "address": "--address", "jobs": "--jobs", "status": "--status", "T": "--usage1", "fit_kw": "--usage1"}
+          "address": "--address", "jobs": "--jobs", "status": "--status", "T": "--usage1", "fit_kw": "--usage1",
+          "replicates": "--replicates", "seeds": "--replicates", "window": "--replicates"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -715,6 +800,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the grid's seed, a non-negative integer (default 0)")
     parser.add_argument("--usage1", metavar="DOMAIN", help="instead: verify usage 1 on DOMAIN by training r_d* "
                         "and its neighbours (needs that domain's complete grid at --out)")
+    parser.add_argument("--replicates", action="store_true", help="with --usage1: train usage 1's measured ratios "
+                        f"(r_d*, its neighbours and the grid's ratios within {USAGE1_WINDOW} of r_d*) again under "
+                        f"seeds {', '.join(map(str, REPLICATE_SEEDS))}; table <out>-usage1-DOMAIN-seeds")
     runs.add_arguments(parser)
     a = parser.parse_args(argv)
 
@@ -733,9 +821,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.executor == "ray" and a.device.startswith("cuda:"):
             raise GridArgumentError("device", "with --executor ray use 'cuda': Ray gives each task its GPU")
+        if a.replicates and not a.usage1:
+            raise GridArgumentError("replicates", "needs --usage1 DOMAIN")
         if a.usage1:
             check_grid_args(spec, a.out, device=a.device)
-            sw = usage1_sweep(a.out, a.usage1, device=a.device)
+            sw = (usage1_replicates_sweep if a.replicates else usage1_sweep)(a.out, a.usage1, device=a.device)
             only = None
         else:
             check_grid_args(spec, a.out, device=a.device, only=a.only, domains=a.domains)
