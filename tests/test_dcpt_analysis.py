@@ -157,8 +157,8 @@ def test_best_measured_ratio_and_its_replicates():
                       "L_d": e["L_d"]}]
     reps = an.usage1_replicates(pd.DataFrame(rows), (0.5, 0.6, 0.7), 0.03)
     assert reps["best measured r_d"].tolist() == [0.6, 0.7] and reps["L_g0"].tolist() == [5.0, 5.2]
-    with pytest.raises(ValueError, match="lacks the candidate ratios"):
-        an.usage1_replicates(pd.DataFrame(rows), (0.5, 0.6, 0.8), 0.03)
+    part = an.usage1_replicates(pd.DataFrame(rows), (0.5, 0.6, 0.8), 0.03)  # 0.8 not trained: no answer
+    assert not part["complete"].any() and part["best measured r_d"].isna().all()
 
 
 def test_run_bootstrap_r2_and_huber_per_point():
@@ -177,3 +177,19 @@ def test_run_bootstrap_r2_and_huber_per_point():
     assert np.all(noisy < 1) and noisy.std() > 0
     with pytest.raises(ValueError, match="at least 2 runs"):
         an.run_bootstrap_r2(exact, Points(pts.N, pts.D, pts.r, pts.L, run=np.array(["one"] * pts.n)))
+
+
+def test_trend_regression_reads_the_trends_of_a_law_that_has_them():
+    """On a planted L3 frame (three sizes, noise added so that the clustered errors are finite) the coefficients
+    of log D, r and log D:r are negative with intervals below zero; on the general side, where our frame's L_g is
+    L_d + 0.1 read against r_g = 1 - r_d, the sign of r flips."""
+    from repro.dcpt import analysis as an
+
+    f = law_frame(P, sizes=(("s", 0.2e6), ("m", 0.4e6), ("l", 0.8e6)))
+    f["L_d"] += np.random.default_rng(0).normal(0, 1e-3, len(f))
+    f["L_g"] = f["L_d"] + 0.1
+    t = an.trend_regression(f, "domain", min_r=0.1)
+    assert list(t.index) == ["logD", "r", "logD:r"] and (t["ci_high"] < 0).all()
+    assert an.trend_regression(f, "general", min_r=0.0).loc["r", "ci_low"] > 0
+    with pytest.raises(ValueError, match="3 runs or more"):
+        an.trend_regression(f[f["run"].isin(f["run"].unique()[:2])], "domain")

@@ -213,7 +213,7 @@ def test_facts_are_exact_and_checked():
     with pytest.raises(jsonschema.ValidationError, match="fact 'off'"):
         record.validate(doc)
     html = record.results_html(rec.to_json())
-    assert "Facts of the design" in html and "does not hold" in html
+    assert "Facts: exact quantities" in html and "does not hold" in html
 
 
 def test_validate_rederives_intervals_and_verdicts():

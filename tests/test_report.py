@@ -38,8 +38,8 @@ def test_index_has_claims_failures_and_missing_papers(tmp_path):
     assert 'class="failed"' in text and "FAILED in code cell 4" in text and "bad &lt;field&gt;" in text
     assert "Not yet in the workbook" in text and "DDK" in text and "VICTOR" in text
     assert ("2 claims of the papers: 1 reproduced, 1 not reproduced, 0 inconclusive · 1 workbook goals: 0 reproduced, "
-            "0 not reproduced, 1 inconclusive · 1 facts of the design, 1 hold") in text
-    assert text.index("Claims of the paper") < text.index("Workbook goals") < text.index("Facts of the design")
+            "0 not reproduced, 1 inconclusive · facts: 1, of which 1 hold") in text
+    assert text.index("Claims of the paper") < text.index("Workbook goals") < text.index("Facts: exact quantities")
     assert "inconclusive (n &lt; 3)" in text
     assert (out / "assets" / "mathjax" / "tex-svg-full.js").exists()
     assert (out / "assets" / "nbconvert" / "index.css").exists()
@@ -55,7 +55,7 @@ def test_scorecard_round_trip(tmp_path):
     assert "| 03_dcpt_law (default) | `r2`: L3 fits \\| with R^2 above 0.97 | 0.97 (Table 2) | seed |" in text
     assert "**not reproduced**" in text and "**inconclusive (n < 3)**" in text
     assert text.index("**Claims of the papers**") < text.index("`rank`") < text.index("**Workbook goals**") \
-        < text.index("`fast`") < text.index("**Facts of the design**") < text.index("`cut`")
+        < text.index("`fast`") < text.index("**Facts**") < text.index("`cut`")
     assert report.write_scorecard(readme, out) is False  # idempotent
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="no scorecard markers"):

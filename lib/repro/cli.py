@@ -66,7 +66,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
             print(f"ok   {f}")
         except Exception as e:  # noqa: BLE001
             bad += 1
-            print(f"FAIL {f}: {e}", file=sys.stderr)
+            print(f"FAIL {f}: {getattr(e, 'message', e)}", file=sys.stderr)
     return 1 if bad else 0
 
 

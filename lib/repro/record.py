@@ -744,12 +744,12 @@ def results_html(doc: dict[str, Any]) -> str:
     """A results document's claims of the paper, workbook goals and facts, each under its own heading."""
     papers, goals = split_claims(doc.get("claims", []))
     m = doc.get("machine")
-    n = len(doc.get("claims", []))
-    note = (f"<p><small>Holm's adjustment runs over this notebook's {n} claims (paper claims and goals together); "
-            f"a verdict needs at least {MIN_UNITS} independent units.</small></p>")
+    n = sum(c["p_holm"] is not None for c in doc.get("claims", []))
+    note = (f"<p><small>A verdict needs at least {MIN_UNITS} independent units. Holm's adjustment runs over the "
+            f"{n} claims this notebook tested (paper claims and goals together).</small></p>")
     return (f"<h4>Claims of the paper</h4>\n{claims_html(papers, m)}\n<h4>Workbook goals</h4>\n{claims_html(goals, m)}"
-            f"\n<h4>Facts of the design (exact, not tested statistically)</h4>\n{facts_html(doc.get('facts', []))}\n"
-            + note)
+            f"\n<h4>Facts: exact quantities, checked, not tested statistically</h4>\n{facts_html(doc.get('facts', []))}"
+            "\n" + note)
 
 
 def verdicts_markdown(doc: dict[str, Any]) -> str:

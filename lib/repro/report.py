@@ -166,7 +166,7 @@ def _summary(results: dict[str, dict[str, Any]]) -> str:
         parts.append(f"{sum(counts.values())} {what}: {counts['reproduced']} reproduced, {counts['not reproduced']} "
                      f"not reproduced, {counts['inconclusive']} inconclusive")
     facts = [f for r in results.values() for f in r.get("facts", [])]
-    parts.append(f"{len(facts)} facts of the design, {sum(f['holds'] for f in facts)} hold")
+    parts.append(f"facts: {len(facts)}, of which {sum(f['holds'] for f in facts)} hold")
     return " · ".join(parts)
 
 
@@ -198,7 +198,7 @@ def scorecard_markdown(out: Path = paths.REPORTS) -> str:
         facts.append("| – | none recorded yet | – | – | – | – |")
     return "\n".join(["**Claims of the papers**", "", *table(0, "claim"), "", "**Workbook goals** (targets this "
                       "workbook sets itself, not claims of the papers)", "", *table(1, "goal"), "",
-                      "**Facts of the design** (exact quantities, not tested statistically)", "", *facts])
+                      "**Facts** (exact quantities, checked, not tested statistically)", "", *facts])
 
 
 def write_scorecard(readme: Path = paths.ROOT / "README.md", out: Path = paths.REPORTS) -> bool:

@@ -420,8 +420,8 @@ def best_measured_ratio(end, L_g0: float, T: float) -> float:
 def usage1_replicates(frame, candidates: Sequence[float], T: float):
     """Usage 1's measured side per seed: for each seed of ``frame`` (a grid frame with a ``seed`` column, one
     model size and domain), the base model's general loss ``L_g0`` (step 0), the ratios of ``candidates`` it
-    holds, and :func:`best_measured_ratio` over them. ``ValueError`` when a seed lacks a candidate ratio (the seeds
-    must compare the same ratios)."""
+    holds, and :func:`best_measured_ratio` over them. A seed that lacks a candidate ratio (its runs not all trained
+    yet) is marked ``complete = False`` with NaN for its answer: seeds compare the same ratios or none."""
     import pandas as pd
 
     _check.columns("frame", frame, ("seed", "size", "domain", "r_d", "step", "L_g", "L_d"))
@@ -431,13 +431,11 @@ def usage1_replicates(frame, candidates: Sequence[float], T: float):
     rows = []
     for seed, f in frame.groupby("seed"):
         f = f[np.isin(np.round(f["r_d"].to_numpy(float), 6), want)]
-        missing = sorted(set(want) - set(np.round(f["r_d"].to_numpy(float), 6)))
-        if missing:
-            raise ValueError(f"frame: seed {seed} lacks the candidate ratios {missing}")
+        complete = set(want) <= set(np.round(f["r_d"].to_numpy(float), 6))
         L_g0 = float(f[f["step"] == 0]["L_g"].mean())
         end = f[f["step"] == f["step"].max()].drop_duplicates("r_d")
-        rows.append({"seed": int(seed), "L_g0": L_g0, "ratios": len(end), "best measured r_d":
-                     best_measured_ratio(end, L_g0, T)})
+        rows.append({"seed": int(seed), "L_g0": L_g0, "ratios": len(end), "complete": complete,
+                     "best measured r_d": best_measured_ratio(end, L_g0, T) if complete else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -461,3 +459,31 @@ def plot_usage1(axes, L_g: Callable, L_d: Callable, end, pred: dict[str, Any], L
         ax.set_ylabel(f"{side} loss (nats/token)")
         ax.set_title(f"{title}: {side} loss")
         ax.legend(fontsize=6)
+
+
+def trend_regression(frame, which: str = "domain", min_r: float = 0.0):
+    """The trends of §3.1 as one regression: ``L ~ log D * r + C(size)`` by ordinary least squares on the measured
+    points above step 0 with r (the matching corpus's share) at least ``min_r``, with standard errors clustered by
+    run (a run's points share its noise; statsmodels' cluster-robust covariance), log D and r centred on their
+    means. The explicit trends read as negative coefficients of log D (its slope at the mean r) and of r (at the
+    mean log D), the implicit one (data are worth more at a larger share) as a negative ``logD:r``. Returns a DataFrame indexed by term: coef, ci_low, ci_high (95 %), p. ``ValueError`` when
+    fewer than 3 runs remain."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    _check.which(which)
+    loss = "L_d" if which == "domain" else "L_g"
+    _check.columns("frame", frame, ("run", "size", "step", "r_d", "D", loss))
+    min_r = _check.real("min_r", min_r)
+    f = frame[frame["step"] > 0].assign(r=lambda d: d["r_d"] if which == "domain" else 1 - d["r_d"])
+    f = f[f["r"] >= min_r - 1e-9]
+    # both centred, so that each main effect is the slope at the other's mean (not at D = 1 token or r = 0)
+    f = f.assign(logD=np.log(f["D"]) - np.log(f["D"]).mean(), r=f["r"] - f["r"].mean(), L=f[loss])
+    if f["run"].nunique() < 3:
+        raise ValueError(f"frame: a regression clustered by run needs 3 runs or more, got {f['run'].nunique()}")
+    formula = "L ~ logD * r" + (" + C(size)" if f["size"].nunique() > 1 else "")
+    res = smf.ols(formula, data=f).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(f["run"])[0]})
+    ci = res.conf_int()
+    terms = ["logD", "r", "logD:r"]
+    return pd.DataFrame({"coef": res.params[terms], "ci_low": ci.loc[terms, 0], "ci_high": ci.loc[terms, 1],
+                         "p": res.pvalues[terms]})
