@@ -29,7 +29,6 @@ import torch
 
 
 def picasso_check(device: str, steps: int = 5, batch: int = 512) -> dict:
-    from repro.bench import picasso as bench
     from repro.picasso import (
         CachedEmbedding,
         ClickLogGenerator,
@@ -42,6 +41,7 @@ def picasso_check(device: str, steps: int = 5, batch: int = 512) -> dict:
         make_schema,
         train_step,
     )
+    from repro.picasso import measure as bench
 
     schema = make_schema(100, seed=0, vocab_range=bench.VOCAB, alpha=bench.ALPHA)
     gen = ClickLogGenerator(schema, seed=0)  # batches made on the CPU, moved to the device

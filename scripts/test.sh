@@ -26,6 +26,7 @@ else
   set -e
   # 5 = no tests collected: not a failure while notebooks/ holds none
   if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then exit $rc; fi
-  echo "== results recorded by the smoke runs"
+  echo "== results recorded by the smoke runs: schema, verdicts, and values against their expected ones"
   "$PY" -m repro validate "$results"
+  REPRO_SMOKE_RESULTS="$PWD/$results" "$PY" -m pytest -q -p no:cacheprovider tests/test_smoke_values.py
 fi

@@ -87,7 +87,15 @@ def test_split_rule_is_by_document_id():
     sel = C.select("medicine", C.corpus_specs()["medicine"].sources, 60_000, (0.8, 0.1, 0.1))
     for split, docs in sel.docs.items():
         assert docs and all(C.split_of("medicine", doc_id) == split for doc_id, _ in docs)
-    assert C.split_of("code", "stdlib:os.py") == C.split_of("code", "stdlib:os.py")
+    # the rule as the module docstring states it, computed here from sha256; and pinned values
+    for i in range(2000):
+        doc_id = f"math:0:{i}"
+        u = int.from_bytes(hashlib.sha256(f"split:math:{doc_id}".encode()).digest()[:8], "big") / 2**64
+        want = "validation" if u < 0.05 else "test" if u < 0.10 else "train"
+        assert C.split_of("math", doc_id) == want, doc_id
+    assert [C.split_of("math", f"math:0:{i}") for i in (3, 24, 27, 0)] == ["validation", "validation", "test", "train"]
+    assert C.split_of("code", "stdlib:os.py") == "validation"
+    assert C.split_of("law", "stdlib:os.py") == "train"  # the corpus name is part of the hashed key
 
 
 def test_tokenizer_round_trips_every_domain(smoke, tok):
@@ -269,3 +277,12 @@ def test_math_answers_are_correct():
     problems = [p for i in range(25) for p in C.math_problems(3, i)]
     for p in problems:
         _check(p)
+
+
+def test_corpora_reexports_the_split_modules():
+    from repro.data import cutting, mathgen, sources
+
+    assert C.select is cutting.select and C.split_of is cutting.split_of and C.EOT == cutting.EOT == tk.EOT
+    assert C.math_document is mathgen.math_document and C.molecule_record is sources.molecule_record
+    assert set(C.corpus_specs()) == set(C.CORPORA)
+    assert all(name in vars(C) for name in C.__all__)

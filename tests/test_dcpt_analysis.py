@@ -16,7 +16,7 @@ from repro.dcpt.analysis import (
     trend_check,
     trends_above,
 )
-from repro.dcpt.fit import ratio_splits
+from repro.dcpt.generalise import ratio_splits
 from repro.dcpt.grid import PAPER_RATIOS, points
 
 
@@ -93,7 +93,7 @@ def test_probe_features_read_the_early_evaluations():
 def test_cross_domain_law_predicts_a_held_out_domain_of_a_known_law():
     """Frames from the K3 cross-domain law over six domains: fitted on four, it predicts the other two."""
     from repro.dcpt.analysis import cross_points
-    from repro.dcpt.fit import cross_validate, domain_splits
+    from repro.dcpt.generalise import cross_validate, domain_splits
     from repro.dcpt.laws import CROSS_LAWS
 
     rng = np.random.default_rng(0)
@@ -165,7 +165,7 @@ def test_run_bootstrap_r2_and_huber_per_point():
     """A fit that predicts every run exactly has R^2 1 on every draw of runs; one whose error is a constant
     0.1 nats has Huber(delta=1) 0.005 at every point (half the squared error)."""
     from repro.dcpt import analysis as an
-    from repro.dcpt.fit import Points, fit
+    from repro.dcpt.fitting import Points, fit
 
     pts = points(law_frame(P), "domain")
     exact = fit(LAWS["L3"], pts, n_starts=2, grid_size=300)

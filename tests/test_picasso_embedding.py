@@ -8,8 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repro.picasso.data import Batch, ClickLogGenerator, make_schema
-from repro.picasso.embedding import SparseSGD, init_field_tables, make_stage
+from repro.picasso.embedding import init_field_tables
+from repro.picasso.optim import SparseSGD
 from repro.picasso.peers import available
+from repro.picasso.stages import make_stage
 
 SCHEMA = make_schema(12, seed=3, vocab_range=(5, 3000), p_empty=0.25)
 TABLES = init_field_tables(SCHEMA, seed=1)
@@ -307,3 +309,25 @@ def test_cached_load_refuses_missing_or_misshapen_tables():
         dst.load_state_dict(broken)
     with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "store\.7"'):
         dst.load_state_dict(dict(state, **{"store.7": state["store.0"]}))
+
+
+@pytest.mark.skipif(not available()["torchrec"], reason="torchrec not importable")
+def test_torchrec_peer_prints_no_fx_tracing_notice():
+    """Issue 13: the TorchRec peer's forward printed torch's one-time ``W... is_fx_tracing will return true
+    ...`` notice (every ``KeyedJaggedTensor`` calls the deprecated ``is_fx_tracing``) into the report. Run in
+    a fresh process (the notice is printed once per process); other warnings of that logger still print."""
+    import subprocess
+    import sys
+
+    code = ("import logging\n"
+            "from repro.picasso.data import ClickLogGenerator, make_schema\n"
+            "from repro.picasso.peers import TorchRecEBCStage\n"
+            "s = make_schema(4, seed=0)\n"
+            "TorchRecEBCStage(s)(ClickLogGenerator(s).batch(0, 8))\n"
+            "import torch.fx._symbolic_trace as t\n"
+            "assert t.is_fx_tracing() is False\n"
+            "logging.getLogger('torch.fx._symbolic_trace').warning('another warning')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "is_fx_tracing will return true" not in out.stderr + out.stdout
+    assert "another warning" in out.stderr

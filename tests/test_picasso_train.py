@@ -1,4 +1,5 @@
-"""PICASSO training: every optimisation trains identically to the per-field baseline."""
+"""PICASSO training (``repro.picasso.training``, ``.interleave``, ``.optim``): every optimisation trains
+identically to the per-field baseline."""
 
 import io
 
@@ -6,10 +7,11 @@ import pytest
 import torch
 
 from repro.picasso.data import ClickLogGenerator, make_schema
-from repro.picasso.embedding import init_field_tables, make_stage
-from repro.picasso.interleave import Optimizers, record_timeline, train_step
+from repro.picasso.embedding import init_field_tables
 from repro.picasso.models import make_model
-from repro.picasso.train import auc, count_ops, evaluate_auc, make_optimizers, stage_breakdown, train
+from repro.picasso.optim import Optimizers
+from repro.picasso.stages import make_stage
+from repro.picasso.training import auc, evaluate_auc, make_optimizers, train, train_step
 
 SCHEMA = make_schema(20, seed=1, vocab_range=(10, 4000), p_empty=0.1)
 TABLES = init_field_tables(SCHEMA, seed=0)
@@ -95,36 +97,6 @@ def test_auc_known_values():
     assert auc(torch.tensor([1.0, 1, 1, 1]), y) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both"):
         auc(torch.ones(3), torch.ones(3))
-
-
-def test_operator_counts_drop_by_fields_over_groups():
-    G = len(SCHEMA.groups())
-    counts = {}
-    for kind in ("baseline", "dpacked", "kpacked"):
-        model = _model(kind)
-        opt = make_optimizers(model)
-        b = GEN.batch(0, 32)
-        counts[kind] = count_ops(lambda m=model, o=opt, b=b: train_step(m, o, b))
-    assert counts["baseline"]["emb_lookups"] == 2 * SCHEMA.n_fields  # deep + wide per field
-    assert counts["dpacked"]["emb_lookups"] == G + 1
-    assert counts["kpacked"]["emb_lookups"] == 2
-    assert counts["kpacked"]["aten_ops"] < counts["baseline"]["aten_ops"] / 3
-
-
-def test_timeline_and_stage_breakdown():
-    model = _model("kpacked")
-    opt = make_optimizers(model)
-    ev = record_timeline(model, opt, GEN.batch(0, 64), micro_batches=3, interleave=True)
-    stages = {(e["micro_batch"], e["stage"]) for e in ev}
-    assert {(i, s) for i in range(3) for s in ("embedding", "dense", "embedding_backward")} <= stages
-    emb = {e["micro_batch"]: e for e in ev if e["stage"] == "embedding"}
-    dense = {e["micro_batch"]: e for e in ev if e["stage"] == "dense"}
-    assert all(e["thread"].startswith("picasso-embedding") for e in emb.values())
-    assert all(d["thread"] == "MainThread" for d in dense.values())
-    assert all(emb[i]["end"] <= dense[i]["start"] for i in range(3))  # causal order per micro-batch
-    br = stage_breakdown(model, opt, GEN.batches(2, 64))
-    assert set(br) == {"embedding", "dense", "embedding_backward", "optimizer", "step"}
-    assert all(v >= 0 for v in br.values())
 
 
 # ------------------------------------------------------------------------------ issue 10, items 15 and 16

@@ -74,3 +74,56 @@ def test_every_committed_result_names_the_machine(path):
     doc = json.loads(path.read_text())
     validate(doc)  # the schema requires cpu_model, isa and threads in machine
     assert doc["machine"]["cpu_model"] and doc["machine"]["threads"] >= 1
+
+
+def _module_imports(lib: Path) -> dict[str, set[str]]:
+    """``{module: repro modules it imports}``, from the source (lazy imports inside functions included)."""
+    import ast
+
+    files = {}
+    for f in sorted((lib / "repro").rglob("*.py")):
+        parts = f.relative_to(lib).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {}
+    for mod, f in files.items():
+        package = mod if f.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            deps |= {n for n in names if n in files and n != mod}
+        graph[mod] = deps
+    return graph
+
+
+def test_library_imports_form_no_cycle():
+    """Every import points down a layer: no two modules of ``repro`` import each other, directly or through
+    others (a lazy import inside a function counts), except a package importing its own submodules."""
+    graph = _module_imports(ROOT / "lib")
+
+    def edges(m: str) -> set[str]:  # a submodule importing its own package's __init__ is not followed back down
+        return {d for d in graph[m] if not m.startswith(d + ".")} if m in graph else set()
+
+    cycles, state = [], {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = "open"
+        for d in sorted(edges(m)):
+            if state.get(d) == "open":
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]) if d in stack else f"{m} -> {d}")
+            elif d not in state:
+                visit(d, [*stack, d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles in lib/repro:\n" + "\n".join(cycles)

@@ -1,6 +1,8 @@
 """Tests of repro.train: config errors, schedules, accumulation, resume exactness, evaluation, hooks."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -201,4 +203,23 @@ def test_progress_bar_quiet_under_tqdm_disable_and_off_rank_zero(monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE")
     assert _progress_disable(cfg(progress=True), rank=1) is True
     assert _progress_disable(cfg(progress=False), rank=0) is True
-    assert _progress_disable(cfg(progress=True), rank=0) in (None, False)  # tqdm decides (terminal) or a notebook bar
+    # outside Jupyter tqdm decides (a bar only on a terminal); inside an ipykernel the bar is forced on
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert _progress_disable(cfg(progress=True), rank=0) is None
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert _progress_disable(cfg(progress=True), rank=0) is False
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # the runner's setting wins over the kernel
+    assert _progress_disable(cfg(progress=True), rank=0) is True
+
+
+def test_is_int_is_one_check_for_every_validator():
+    from repro.checks import is_int
+
+    assert is_int(3) and is_int(np.int64(3)) and is_int(np.uint16(0)) and is_int(-1)
+    assert not is_int(True) and not is_int(np.bool_(True)) and not is_int(3.0) and not is_int("3")
+    assert not is_int(np.int64(3), numpy=False) and is_int(3, numpy=False) and not is_int(False, numpy=False)
+    with pytest.raises(ValueError, match="max_steps"):
+        TrainConfig(max_steps=True)
+    assert TrainConfig(max_steps=np.int64(5), warmup_steps=0).max_steps == 5  # the sampler and the loop take NumPy ints
+    with pytest.raises(ValueError, match="d_model"):
+        GPTConfig(vocab_size=64, context=8, n_layer=1, n_head=2, d_model=np.int64(16))  # JSON-bound: Python ints

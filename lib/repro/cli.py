@@ -100,6 +100,9 @@ def _cmd_dcpt(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m repro <command> ...`` (``run``, ``index``, ``scorecard``, ``validate``, ``bench``, ``data``,
+    ``runs``, ``dcpt``): parses ``argv`` (default ``sys.argv[1:]``) and returns the command's exit status.
+    A bad command line exits through argparse (``SystemExit(2)``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["runs"]:  # its own parser, whose options may come first (`runs --list`, `runs --help`)
         return _cmd_runs(argparse.Namespace(rest=args[1:]))

@@ -114,6 +114,10 @@ def incomplete(nb_path: Path, name: str, results: Path) -> dict[str, Any] | None
 
 
 def main(spec_path: str) -> int:
+    """Run one notebook as the runner's child process: the JSON job spec at ``spec_path`` names the input,
+    staging folder, parameters and cell timeout. Executes it with papermill, checks it completed and recorded
+    results, renders its page, and writes ``status.json`` (``{"ok": True}`` or the failure and its cell) into
+    the staging folder. Returns 0 on success, 1 on failure; failures are reported there, not raised."""
     _die_with_parent()
     signal.signal(signal.SIGTERM, _terminate)
     spec = json.loads(Path(spec_path).read_text())

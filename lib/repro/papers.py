@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Paper:
+    """One paper of the workbook: its notebook number (``"03"``), key, title, venue and link."""
+
     number: str
     key: str
     title: str

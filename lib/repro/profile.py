@@ -19,6 +19,7 @@ class ProfileError(ValueError):
 
 
 def check(profile: str) -> str:
+    """``profile`` itself when it names a run profile (smoke, default, full); ``ProfileError`` else."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     return profile

@@ -34,7 +34,7 @@ How a verdict is reached (docs/results.md has the long form):
    finish) is inconclusive whatever its interval.
 6. The notebook's claims are one family: each decisive raw verdict has a p-value (twice the one-sided tail of
    the bootstrap or t distribution beyond the threshold, the test its interval inverts), and Holm's procedure
-   (statsmodels ``multipletests``) adjusts them; a raw verdict stands when its adjusted p is below
+   (statsmodels ``multipletests``) adjusts them; a raw verdict stands when its adjusted p is at most
    1 - confidence, else the final verdict is inconclusive. Both decisions are recorded and shown.
 
 A rule that no value in the declared range could fail (or pass) is refused when the claim is declared.
@@ -98,9 +98,11 @@ class Rule:
 
     @property
     def alpha(self) -> float:
+        """1 - confidence, rounded to 12 digits."""
         return round(1 - self.confidence, 12)  # 1 - 0.95 is 0.050000000000000044 in floating point
 
     def describe(self) -> str:
+        """The rule in words: ``95% CI above 0.97``."""
         c = f"{self.confidence:.0%} CI"
         if self.kind == "above":
             return f"{c} above {self.low:g}"
@@ -149,6 +151,7 @@ class Rule:
             raise ValueError(f"{what}rule '{self.describe()}' fails for every value in the range [{lo:g}, {hi:g}]")
 
     def to_json(self) -> dict[str, Any]:
+        """The rule as stored in a results JSON (with its words)."""
         return {"kind": self.kind, "low": self.low, "high": self.high, "confidence": self.confidence,
                 "text": self.describe()}
 
@@ -192,6 +195,7 @@ class Source:
             raise ValueError("a paper claim names where the paper states it (ref)")
 
     def to_json(self) -> dict[str, Any]:
+        """The source as stored in a results JSON."""
         return {"kind": self.kind, "ref": self.ref, "value": _jsonable(self.value), "note": self.note}
 
 
@@ -291,9 +295,11 @@ def _percentiles(dist: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def _tail(hits: np.ndarray) -> float:
-    """A bootstrap tail probability, (hits + 1) / (resamples + 1): never 0, since a finite number of resamples
-    cannot rule out a tail smaller than their resolution."""
-    return float((np.count_nonzero(hits) + 1) / (hits.size + 1))
+    """A bootstrap tail probability: the share of resamples beyond the threshold, at least 1 / (resamples + 1)
+    (a finite number of resamples cannot show a tail smaller than their resolution). With the inverted-CDF
+    percentile bounds of :func:`_percentiles`, an interval that lies on one side of a threshold gives twice
+    this tail at most alpha, and the other way round."""
+    return float(max(np.count_nonzero(hits) / hits.size, 1 / (hits.size + 1)))
 
 
 def _clip(out: dict[str, Any], lo: float, hi: float, value_range: tuple[float, float]) -> dict[str, Any]:
@@ -486,6 +492,8 @@ class Recorder:
 
     # -- output ----------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        """The results document (schema version 2): everything recorded, the final verdicts after Holm's
+        adjustment, and the run's provenance (git, package versions, machine)."""
         now = _dt.datetime.now(_dt.UTC)
         claims = copy.deepcopy(list(self.claims.values()))  # the document never aliases the recorder's state
         holm(claims)
@@ -589,14 +597,15 @@ def holm(claims: list[dict[str, Any]]) -> None:
     for c, p_adj in zip(tested, adjusted, strict=True):
         c["p"], c["p_holm"] = float(decision_p(c)), float(p_adj)
         alpha = _rule_of(c).alpha
-        if c["verdict_raw"] != "inconclusive" and not p_adj < alpha:
+        if c["verdict_raw"] != "inconclusive" and not p_adj <= alpha:
             c["verdict"] = "inconclusive"
             c["reason"] = (f"{c['verdict_raw']} alone, but not after Holm's adjustment over {len(tested)} claims "
-                           f"(p = {c['p']:.3g}, adjusted {p_adj:.3g} >= {alpha:g})")
+                           f"(p = {c['p']:.3g}, adjusted {p_adj:.3g} > {alpha:g})")
 
 
 # -- schema and re-derivation --------------------------------------------------------------------------
 def load_schema() -> dict[str, Any]:
+    """The results JSON Schema (``schemas/results.schema.json``) as a dict."""
     return json.loads(SCHEMA_PATH.read_text())
 
 
@@ -642,6 +651,7 @@ def validate(doc: dict[str, Any]) -> None:
 
 # -- rendering shared by notebooks, the index and the README scorecard ----------------------------------
 def fmt_number(x: Any) -> str:
+    """A number for tables: floats to 4 significant digits, None as "–", anything else as str."""
     if x is None:
         return "–"
     if isinstance(x, float):

@@ -18,6 +18,7 @@ from . import paths
 from .machine import machine_label
 from .papers import PAPERS, paper_for
 from .record import claim_text, fmt_number, fmt_ours, fmt_source, fmt_verdict, results_html, split_claims
+from .runstate import load_state
 
 MATHJAX = "assets/mathjax/tex-svg-full.js"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -120,8 +121,6 @@ def _section(name: str, run: dict[str, Any], res: dict[str, Any] | None, out: Pa
 
 def write_index(out: Path = paths.REPORTS) -> Path:
     """Write ``out/index.html`` from ``out/runs.json`` and ``out/results/*.json``."""
-    from .runner import load_state
-
     out = Path(out)
     ensure_assets(out)
     state = load_state(out)

@@ -17,9 +17,7 @@ run is skipped unless ``force``.
 from __future__ import annotations
 
 import ast
-import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
@@ -38,9 +36,9 @@ from typing import Any
 
 from . import paths
 from .profile import PROFILES, check
+from .report import write_index
+from .runstate import LOCK_FILE, STATE_FILE, load_state, state_lock, update_state
 
-STATE_FILE = "runs.json"
-LOCK_FILE = ".runs.json.lock"  # beside runs.json: held while the state is read, merged and rewritten
 TRAVEL_TYPES = "str, int, float, bool, None, and lists, tuples (arrive as lists) and dicts with str keys of these"
 
 
@@ -66,6 +64,10 @@ class Expression(str):
 
 @dataclass
 class Job:
+    """One notebook of a run: its ``name`` and ``path``, the ``parameters`` it gets, its input ``key``
+    (:func:`input_key`; ``None`` when not computed), and what happened: ``status``, ``seconds`` of wall time,
+    ``error`` (the failure and its cell)."""
+
     name: str
     path: Path
     parameters: dict[str, Any]
@@ -77,6 +79,7 @@ class Job:
 
 # -- discovery and parameters ---------------------------------------------------------------------
 def discover(folder: Path) -> list[Path]:
+    """The notebooks of ``folder`` (``*.ipynb``, hidden files left out), sorted by name."""
     return sorted(p for p in Path(folder).glob("*.ipynb") if not p.name.startswith("."))
 
 
@@ -280,42 +283,6 @@ def input_key(path: Path, parameters: dict[str, Any], lib: Path = paths.LIB, dat
             h.update(blob)
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-# -- state ------------------------------------------------------------------------------------------
-def load_state(out: Path) -> dict[str, Any]:
-    p = Path(out) / STATE_FILE
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-@contextlib.contextmanager
-def state_lock(out: Path) -> Iterator[None]:
-    """Hold the exclusive lock on ``out``'s runner state: ``fcntl.flock`` on ``out/.runs.json.lock``.
-
-    Every change to ``runs.json``, to the published pages and to the index happens under it, so runners
-    sharing one reports folder take turns and none overwrites what another recorded.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_FILE, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def update_state(out: Path, updates: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> dict[str, Any]:
-    """Merge this run's entries into ``out/runs.json``; the caller holds :func:`state_lock`.
-
-    The state is read again from disk (another runner may have written since this one started) and only
-    the named entries change, each made from its previous entry by its function. Returns the new state.
-    """
-    state = load_state(out)
-    for name, make in updates.items():
-        state[name] = make(state.get(name, {}))
-    paths.atomic_write_text(Path(out) / STATE_FILE, json.dumps(state, indent=1, sort_keys=True) + "\n")
-    return state
 
 
 def _entry(job: Job, profile: str, prev: dict[str, Any]) -> dict[str, Any]:
@@ -542,8 +509,6 @@ def run(*, only: Sequence[str] | None = None, profile: str = "default", jobs: in
             signal.signal(signal.SIGTERM, old_term)
         shutil.rmtree(stage_root, ignore_errors=True)
 
-    from .report import write_index
-
     with state_lock(out):
         write_index(out)
     failed = [j for j in all_jobs if j.status == "failed"]
@@ -556,6 +521,6 @@ def run(*, only: Sequence[str] | None = None, profile: str = "default", jobs: in
     return all_jobs
 
 
-__all__ = ["PROFILES", "Job", "NotebookRefused", "RunnerError", "check_overrides", "discover", "input_key",
+__all__ = ["LOCK_FILE", "PROFILES", "STATE_FILE", "Job", "NotebookRefused", "RunnerError", "check_overrides", "discover", "input_key",
            "load_state", "parse_overrides", "plan", "read_parameters", "run", "select", "state_lock", "travel",
            "update_state"]

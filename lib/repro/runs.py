@@ -313,6 +313,7 @@ class Sweep:
         object.__setattr__(self, "_ids", tuple(ids))
 
     def ids(self) -> tuple[str, ...]:
+        """The run ids of the sweep's specs, in order."""
         return self._ids  # type: ignore[attr-defined]
 
     def select(self, only: Sequence[str] | None) -> list[tuple[str, Any]]:
@@ -417,9 +418,11 @@ class LocalExecutor:
         self.jobs, self._pool = jobs, None
 
     def describe(self) -> str:
+        """The executor in words, for the log line that starts a sweep."""
         return "local" if self.jobs == 1 else f"local, {self.jobs} processes"
 
     def start(self, fn: Callable[[Any], Any]) -> None:
+        """Get ready to perform runs with ``fn`` (start worker processes or Ray)."""
         if self.jobs == 1:
             return
         import multiprocessing
@@ -439,6 +442,7 @@ class LocalExecutor:
         self._pool = ProcessPoolExecutor(self.jobs, mp_context=self._ctx, initializer=_ignore_sigint)
 
     def run(self, fn: Callable[[Any], Any], todo: list[tuple[str, Any]]) -> Iterator[Event]:
+        """Perform the ``(id, spec)`` pairs of ``todo``; yields an event as each run starts, ends or fails."""
         if self._pool is None:
             for rid, spec in todo:
                 yield "start", [rid]
@@ -450,8 +454,17 @@ class LocalExecutor:
         waiting, inflight = list(todo), {}  # at most `jobs` runs submitted at once: the in-flight set is exact
         while waiting or inflight:
             while waiting and len(inflight) < self.jobs:
-                rid, spec = waiting.pop(0)
-                inflight[self._pool.submit(perform, fn, spec, rid)] = rid
+                rid, spec = waiting[0]
+                try:
+                    fut = self._pool.submit(perform, fn, spec, rid)
+                except BrokenProcessPool:  # a worker died after the last wait: its runs fail below, this one waits
+                    if inflight:
+                        break
+                    self._pool.shutdown(wait=True, cancel_futures=True)
+                    self._new_pool()  # nothing in flight died with it: a fresh pool takes the run
+                    continue
+                waiting.pop(0)
+                inflight[fut] = rid
             yield "start", list(inflight.values())
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             lost = []
@@ -473,6 +486,7 @@ class LocalExecutor:
                                    "while this run was in flight (this run or another one in flight with it)"}
 
     def close(self, interrupted: bool) -> None:
+        """Release the workers (cancelling runs in flight when ``interrupted``)."""
         if self._pool is not None:
             if interrupted:  # stop the workers now, as Pool.terminate did (the executor has no public way)
                 for proc in list(getattr(self._pool, "_processes", {}).values()):
@@ -520,9 +534,11 @@ class RayExecutor:
         self.num_cpus, self._started, self._pending = num_cpus, False, {}
 
     def describe(self) -> str:
+        """The executor in words, for the log line that starts a sweep."""
         return f"ray ({self.address})" if self.address else "ray (local instance)"
 
     def start(self, fn: Callable[[Any], Any]) -> None:
+        """Get ready to perform runs with ``fn`` (start worker processes or Ray)."""
         import logging
 
         import ray
@@ -538,6 +554,7 @@ class RayExecutor:
         self._started = True
 
     def run(self, fn: Callable[[Any], Any], todo: list[tuple[str, Any]]) -> Iterator[Event]:
+        """Perform the ``(id, spec)`` pairs of ``todo``; yields an event as each run starts, ends or fails."""
         import ray
 
         fn_ref, remotes = ray.put(fn), {}
@@ -559,6 +576,7 @@ class RayExecutor:
             yield "done", outcome
 
     def close(self, interrupted: bool) -> None:
+        """Release the workers (cancelling runs in flight when ``interrupted``)."""
         import ray
 
         for ref in self._pending:

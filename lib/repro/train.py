@@ -37,6 +37,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
+from .checks import is_int
 from .paths import atomic_write_bytes
 
 __all__ = ["TrainConfig", "lr_at", "lr_cosine", "lr_constant", "evaluate", "train", "make_optimizer",
@@ -63,6 +64,9 @@ class TrainConfig:
     every ``checkpoint_every`` steps and at the end; with ``resume`` an existing checkpoint is continued.
     ``device``, ``dtype`` (``"float32"``; ``"bfloat16"`` autocast on CUDA only), ``seed`` (dropout RNG),
     ``progress`` (tqdm bar; also off under ``TQDM_DISABLE=1``).
+
+    Units: learning rates per update, ``grad_clip`` in L2 norm of the gradient, steps count optimizer updates.
+    Raises ``ValueError`` (``"TrainConfig.<field> ..."``) naming the first field with a bad value.
     """
 
     max_steps: int = 1000
@@ -91,16 +95,16 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"TrainConfig.{msg}")
 
-        need(_is_int(self.max_steps) and self.max_steps >= 1, f"max_steps must be an integer >= 1, got {self.max_steps!r}")
+        need(is_int(self.max_steps) and self.max_steps >= 1, f"max_steps must be an integer >= 1, got {self.max_steps!r}")
         need(_is_num(self.lr) and self.lr > 0, f"lr must be a positive number, got {self.lr!r}")
         need(_is_num(self.min_lr) and 0 <= self.min_lr <= self.lr,
              f"min_lr must be a number in [0, lr={self.lr}], got {self.min_lr!r}")
-        need(_is_int(self.warmup_steps) and self.warmup_steps >= 0,
+        need(is_int(self.warmup_steps) and self.warmup_steps >= 0,
              f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         need(self.warmup_steps <= self.max_steps,
              f"warmup_steps={self.warmup_steps} must not exceed max_steps={self.max_steps}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        need(_is_int(self.grad_accum) and self.grad_accum >= 1, f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
+        need(is_int(self.grad_accum) and self.grad_accum >= 1, f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
         need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip >= 0),
              f"grad_clip must be None or a non-negative number, got {self.grad_clip!r}")
         need(_is_num(self.weight_decay) and self.weight_decay >= 0,
@@ -110,18 +114,18 @@ class TrainConfig:
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         need(self.eval_every is None or self.eval_steps is None, "eval_every and eval_steps: give one, not both")
-        need(self.eval_every is None or (_is_int(self.eval_every) and self.eval_every >= 1),
+        need(self.eval_every is None or (is_int(self.eval_every) and self.eval_every >= 1),
              f"eval_every must be None or an integer >= 1, got {self.eval_every!r}")
         if self.eval_steps is not None:
             steps = list(self.eval_steps)
-            need(all(_is_int(s) and 0 <= s <= self.max_steps for s in steps),
+            need(all(is_int(s) and 0 <= s <= self.max_steps for s in steps),
                  f"eval_steps must be integers in [0, max_steps={self.max_steps}], got {steps!r}")
             self.eval_steps = sorted(set(steps))
-        need(self.eval_batches is None or (_is_int(self.eval_batches) and self.eval_batches >= 1),
+        need(self.eval_batches is None or (is_int(self.eval_batches) and self.eval_batches >= 1),
              f"eval_batches must be None (all windows) or an integer >= 1, got {self.eval_batches!r}")
-        need(self.eval_batch_size is None or (_is_int(self.eval_batch_size) and self.eval_batch_size >= 1),
+        need(self.eval_batch_size is None or (is_int(self.eval_batch_size) and self.eval_batch_size >= 1),
              f"eval_batch_size must be None or an integer >= 1, got {self.eval_batch_size!r}")
-        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
              f"checkpoint_every must be a non-negative integer, got {self.checkpoint_every!r}")
         need(self.checkpoint_every == 0 or self.checkpoint is not None,
              f"checkpoint_every={self.checkpoint_every} needs a checkpoint path")
@@ -132,19 +136,15 @@ class TrainConfig:
         need(not (self.dtype == "bfloat16" and self.device == "cpu"),
              "dtype='bfloat16' is refused on device='cpu': bf16 matmul is ~30x slower than float32 on the "
              "workbook's CPUs (no AVX-512-BF16; see MACHINE-NOTES); use dtype='float32'")
-        need(_is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        need(is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
 
     def eval_points(self) -> set[int]:
-        """Steps after which :func:`train` evaluates."""
+        """Steps after which :func:`train` evaluates: ``eval_steps``, else every ``eval_every`` and the last."""
         if self.eval_steps is not None:
             return set(self.eval_steps)
         if self.eval_every is not None:
             return set(range(self.eval_every, self.max_steps + 1, self.eval_every)) | {self.max_steps}
         return set()
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
 def _is_num(v: object) -> bool:
@@ -181,8 +181,11 @@ _SCHEDULE_FNS: dict[str, Callable[[int, TrainConfig], float]] = {"cosine": lr_co
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of update ``step`` (0-based) under ``cfg.schedule`` (:func:`lr_cosine`, :func:`lr_constant`)."""
-    if not _is_int(step) or step < 0:
+    """Learning rate of update ``step`` (0-based) under ``cfg.schedule`` (:func:`lr_cosine`, :func:`lr_constant`).
+
+    Raises ``ValueError`` when ``step`` is not a non-negative integer.
+    """
+    if not is_int(step) or step < 0:
         raise ValueError(f"step must be a non-negative integer, got {step!r}")
     return _SCHEDULE_FNS[cfg.schedule](step, cfg)
 
@@ -203,6 +206,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 # ---------------------------------------------------------------------------------------------- distributed
 class DistInfo(NamedTuple):
+    """Where this process sits in a data-parallel run: ``rank`` of ``world_size`` processes, ``local_rank``
+    on its node, and the ``device`` it trains on (``"cpu"`` or ``"cuda:<local_rank>"``)."""
+
     rank: int
     world_size: int
     local_rank: int
@@ -210,13 +216,14 @@ class DistInfo(NamedTuple):
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that writes checkpoints and shows progress."""
         return self.rank == 0
 
 
 def init_distributed(device: str = "cpu") -> DistInfo:
     """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; gloo on CPU, nccl
     on CUDA, each rank on ``cuda:LOCAL_RANK``). Without ``WORLD_SIZE > 1`` it returns a single-process
-    ``DistInfo`` and starts nothing."""
+    ``DistInfo`` and starts nothing. Raises ``KeyError`` when ``WORLD_SIZE > 1`` but ``RANK`` is not set."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(0, 1, 0, device)
@@ -247,13 +254,15 @@ def evaluate(model: nn.Module, val_tokens: Mapping[str, np.ndarray], context: in
     Domain ``d`` is cut into the windows ``tokens[i T : i T + T]`` -> targets shifted by one
     (``i = 0 .. (len - 1) // T - 1``); with ``max_batches`` at most ``max_batches * batch_size`` of them,
     evenly spaced over the domain. The same data always gives the same windows, so evaluations compare.
-    The mean is over all target tokens of the domain.
+    The mean is over all target tokens of the domain, in nats per token. ``val_tokens``: ``{domain: 1-D token
+    array}``; returns ``{domain: mean loss}``. Raises ``ValueError`` when ``context``, ``batch_size`` or
+    ``max_batches`` is not a valid integer, or a domain has fewer than ``context + 1`` tokens.
     """
-    if not _is_int(context) or context < 1:
+    if not is_int(context) or context < 1:
         raise ValueError(f"context must be a positive integer, got {context!r}")
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if max_batches is not None and (not _is_int(max_batches) or max_batches < 1):
+    if max_batches is not None and (not is_int(max_batches) or max_batches < 1):
         raise ValueError(f"max_batches must be None or an integer >= 1, got {max_batches!r}")
     m = _unwrap(model)
     if device is None:
@@ -352,7 +361,11 @@ def train(model: nn.Module, sampler: Any, cfg: TrainConfig, val_tokens: Mapping[
     its shard ``sampler.next_batch(rank, world_size)`` of the same global batch, and DDP's gradient mean
     over equal shards equals the single-process gradient of the global batch. Every rank evaluates (the
     same numbers, so hooks act alike everywhere); only rank 0 writes checkpoints and shows progress.
-    The model is trained in place, on ``cfg.device``.
+    The model is trained in place, on ``cfg.device``. Losses in nats per token.
+
+    Raises ``TypeError`` when ``cfg`` is not a :class:`TrainConfig`, ``ValueError`` when ``cfg.device`` is a
+    CUDA device torch cannot see, evaluations are asked for without ``val_tokens``, or a checkpoint to resume
+    was written under other settings.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")

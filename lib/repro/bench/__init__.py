@@ -55,6 +55,7 @@ def time_it(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, min_time
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of a benchmark as an aligned text table (floats to 4 significant digits); "(no rows)" when empty."""
     if not rows:
         return "(no rows)"
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -69,6 +70,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(name: str, quick: bool = False, out: Path | None = None) -> Path:
+    """Run the benchmark ``name`` of :data:`BENCHES` (``quick``: its short version) and write its JSON to ``out``
+    (default ``reports/bench/<name>.json``); returns the path. ``ValueError`` for an unknown name."""
     if name not in BENCHES:
         raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHES)}")
     mod = importlib.import_module(f"{__name__}.{name}")

@@ -49,6 +49,9 @@ GOAL_SHARE = 0.60  # of the matmul peak, for training at the 0.5M and 2M sizes
 
 # ---------------------------------------------------------------------------------------------- baseline
 class PlainAttention(nn.Module):
+    """The benchmark's baseline attention: causal self-attention written out (softmax of QK^T/sqrt(d) with a
+    mask), no fused kernel; takes and returns (B, T, C)."""
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         d = cfg.d_model
@@ -70,6 +73,8 @@ class PlainAttention(nn.Module):
 
 
 class PlainBlock(nn.Module):
+    """A pre-LN transformer block on :class:`PlainAttention` (the baseline the fused GPT is timed against)."""
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)

@@ -70,11 +70,12 @@ def _worker(task: str, quick: bool, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    from ..data import load_tokens, vocab_size
+    from ..data import vocab_size
+    from ..dcpt.grid import token_loader
     from ..machine import machine_info
 
     spec, _ = _spec(quick)
-    load = lambda c, s: load_tokens(c, s, profile=spec.token_profile)  # noqa: E731
+    load = token_loader(spec.token_profile)
     out: dict[str, Any] = {"machine": machine_info(threads)}
     if task == "retrain":
         from ..dcpt.grid import cpt_run
@@ -126,6 +127,9 @@ def _max_rel(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """The numerics benchmark: one stored D-CPT point trained again in a fresh process per kernel configuration
+    (threads, instruction-set knobs), each compared with the stored losses and with the native run; returns the
+    JSON written (``quick``: fewer configurations)."""
     from ..progress import tqdm
 
     names = QUICK_CONFIGS if quick else tuple(CONFIGS)

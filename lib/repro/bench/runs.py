@@ -47,6 +47,7 @@ class NoOp:
 
 
 def noop(spec: NoOp) -> list[dict[str, Any]]:
+    """A run that does no work: ``spec.rows`` rows shaped like a D-CPT grid's, to time the runs layer's overhead."""
     return [{"size": "s", "N": 100096.0, "n_total": 632576.0, "domain": "code", "r_d": 0.1, "step": float(k),
              "D": 2048.0 * k, "L_g": 5.7, "L_d": 7.7} for k in range(spec.rows)]
 
@@ -64,6 +65,7 @@ class Burn:
 
 
 def burn(spec: Burn) -> list[dict[str, Any]]:
+    """A run that keeps one CPU busy with seeded matrix products for a fixed time; returns one row."""
     import torch
 
     g = torch.Generator().manual_seed(spec.i)
@@ -89,6 +91,8 @@ def _timed_sweep(sweep: runs.Sweep, **kw: Any) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """The runs benchmark: the runs layer's overhead per run against a grid run's median time, and Ray's
+    executor against local worker processes on the same runs (cold and warm); returns the JSON written."""
     import ray
 
     grid_runs = Grid.load(paths.DATA / "dcpt" / "grid").meta["runs"]

@@ -27,7 +27,8 @@ import numpy as np
 
 from .. import paths
 from . import tokenizer as tk
-from .corpora import BUDGETS, CORPORA, EOT, SPLITS, corpus_specs, select
+from .corpora import corpus_specs
+from .cutting import BUDGETS, CORPORA, EOT, SPLITS, select
 
 BUILD = paths.DATA / "build"
 MANIFEST = paths.DATA / "manifest.json"
@@ -43,10 +44,15 @@ def _sha(path: Path) -> str:
 
 
 def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    """The manifest at ``path`` (``data/manifest.json``), or an empty one when there is none.
+
+    Raises ``json.JSONDecodeError`` when the file is not JSON.
+    """
     return json.loads(path.read_text()) if path.exists() else {"version": 1, "profiles": {}}
 
 
 def corpus_dir(profile: str, corpus: str, root: Path = BUILD) -> Path:
+    """The folder of one corpus's split files: ``root/<profile>/<corpus>`` (not checked to exist)."""
     return root / profile / corpus
 
 
@@ -245,6 +251,8 @@ def build(which: str | Sequence[str] = "all", smoke: bool = False, force: bool =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m repro data build|verify [--smoke|--all] [--force]``; returns the exit status (1: a file
+    differs from the manifest)."""
     p = argparse.ArgumentParser(prog="python -m repro data", description="Build or check the corpora.")
     p.add_argument("what", choices=["build", "verify"])
     p.add_argument("--smoke", action="store_true", help="the small slice for tests (else the full build)")

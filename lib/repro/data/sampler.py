@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import is_int
+
 __all__ = ["DomainSampler"]
 
 _TOL = 1e-6
@@ -41,17 +43,21 @@ class DomainSampler:
         summing to 1 (within 1e-6). ``None`` means uniform.
     seed:
         seed of the sampler's own generator (independent of global NumPy/torch state).
+
+    Raises ``ValueError`` naming the argument when ``tokens`` is empty, a domain's array is not 1-D or has
+    fewer than ``T + 1`` tokens, a size or the seed is not a valid integer, or the weights are not a
+    distribution over the domains.
     """
 
     def __init__(self, tokens: Mapping[str, np.ndarray], context: int, batch_size: int,
                  weights: Mapping[str, float] | Sequence[float] | None = None, seed: int = 0) -> None:
         if not isinstance(tokens, Mapping) or not tokens:
             raise ValueError("tokens must be a non-empty dict {domain: 1-D token array}")
-        if not _is_int(context) or context < 1:
+        if not is_int(context) or context < 1:
             raise ValueError(f"context must be a positive integer, got {context!r}")
-        if not _is_int(batch_size) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if not _is_int(seed) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.domains: list[str] = list(tokens)
         arrays = []
@@ -105,10 +111,15 @@ class DomainSampler:
         return arr / arr.sum()
 
     def set_weights(self, weights: Mapping[str, float] | Sequence[float]) -> None:
-        """Replace the domain weights from the next batch on (DDK re-weights every K steps)."""
+        """Replace the domain weights from the next batch on (DDK re-weights every K steps).
+
+        ``weights``: one non-negative finite number per domain summing to 1 (a ``{domain: w}`` dict or a
+        sequence in domain order). Raises ``ValueError`` naming the defect otherwise.
+        """
         self.weights = self._check_weights(weights)
 
     def weights_dict(self) -> dict[str, float]:
+        """The current domain weights as ``{domain: w}`` (floats summing to 1)."""
         return {d: float(w) for d, w in zip(self.domains, self.weights, strict=True)}
 
     # ------------------------------------------------------------------ batches
@@ -116,11 +127,13 @@ class DomainSampler:
         """Draw the next global batch and return this rank's rows: ``x [b, T]``, ``y [b, T]``, ``domain [b]``.
 
         ``b = batch_size / world_size``; rank ``r`` gets rows ``r b .. (r + 1) b - 1`` of the global batch, so
-        every rank must call this once per batch to keep the generators in step.
+        every rank must call this once per batch to keep the generators in step. ``T`` is ``context``; the
+        tensors are ``int64`` token ids and domain indices. Raises ``ValueError`` when ``rank`` or
+        ``world_size`` is not a valid integer or ``batch_size`` is not divisible by ``world_size``.
         """
-        if not _is_int(world_size) or world_size < 1:
+        if not is_int(world_size) or world_size < 1:
             raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
-        if not _is_int(rank) or not 0 <= rank < world_size:
+        if not is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
         B = self.batch_size
         if B % world_size:
@@ -144,6 +157,10 @@ class DomainSampler:
                 "context": self.context, "batch_size": self.batch_size, "seed": self.seed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``: the next batches are those the saved sampler would draw.
+
+        Raises ``ValueError`` when ``state`` is for other domains, another ``context`` or ``batch_size``.
+        """
         if list(state["domains"]) != self.domains:
             raise ValueError(f"state_dict is for domains {state['domains']}, this sampler has {self.domains}")
         for key in ("context", "batch_size"):
@@ -155,7 +172,3 @@ class DomainSampler:
     def __repr__(self) -> str:
         w = ", ".join(f"{d}={x:.3g}" for d, x in self.weights_dict().items())
         return f"DomainSampler(context={self.context}, batch_size={self.batch_size}, weights=({w}))"
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import DATA, atomic_write_text
-from .corpora import EOT
+from .cutting import EOT
 
 VOCAB_SIZE = 8192
 TOKENIZER_PATH = DATA / "tokenizer" / "tokenizer.json"
@@ -76,6 +76,7 @@ def to_json(tok) -> str:
 
 
 def sha256_text(text: str) -> str:
+    """The hex sha256 of ``text`` encoded as UTF-8 (how the manifest names the tokenizer file)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -103,6 +104,7 @@ def load(path: str | os.PathLike = TOKENIZER_PATH, sha256: str | None = None):
 
 
 def eot_id(tok) -> int:
+    """The id of ``<|endoftext|>`` in ``tok`` (0 for the workbook's tokenizer; ``None`` if it lacks the token)."""
     return tok.token_to_id(EOT)
 
 
@@ -120,6 +122,7 @@ def encode_docs(tok, docs: Iterable[str], batch: int = 256) -> np.ndarray:
 
 
 def decode(tok, ids: Iterable[int]) -> str:
+    """The text of token ids ``ids`` (any 1-D integer sequence or array), special tokens kept."""
     return tok.decode(list(map(int, ids)), skip_special_tokens=False)
 
 

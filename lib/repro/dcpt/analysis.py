@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 
 from . import _check
-from .fit import Fit, Points, _cv_one, _fit_named, check_splits, fit, parallel_map, resample_runs
+from .fitting import Fit, Points, fit
+from .generalise import check_splits, cv_split
 from .grid import points as grid_points
 from .grid import run_label
 from .laws import LAWS
+from .parallel import fit_by_name, parallel_map
+from .resample import resample_runs
 
 
 def _forms(forms: Sequence[str]) -> list[str]:
@@ -28,10 +31,12 @@ def _forms(forms: Sequence[str]) -> list[str]:
 
 
 def fit_forms(pts: Points, forms: Sequence[str] = tuple(LAWS), jobs: int = 1, **fit_kw: Any) -> dict[str, Fit]:
-    """Fit each named form to the same points (in ``jobs`` worker processes)."""
+    """Fit each named form (§3.1's L1-L7, L3u) to the same points (in ``jobs`` worker processes), the fit of
+    App. E.3 (:func:`repro.dcpt.fitting.fit` with ``fit_kw``). Returns ``{form: Fit}`` in the order of ``forms``.
+    ``ValueError`` for unknown or no forms and what the fits raise, ``TypeError`` for pts not Points or a str."""
     _check.instance("pts", pts, Points)
     forms = _forms(forms)
-    return dict(zip(forms, parallel_map(_fit_named, [(name, pts, fit_kw) for name in forms], jobs), strict=True))
+    return dict(zip(forms, parallel_map(fit_by_name, [(name, pts, fit_kw) for name in forms], jobs), strict=True))
 
 
 def _fits(fits: Any) -> dict[str, Fit]:
@@ -41,8 +46,9 @@ def _fits(fits: Any) -> dict[str, Fit]:
 
 
 def convergence_table(fits: dict[tuple[str, str], dict[str, Fit]]):
-    """One row per fit of ``fits[domain, side][form]``: whether L-BFGS converged (:class:`repro.dcpt.fit.Fit`),
-    how it ended (message, iterations, projected gradient) and its objective."""
+    """One row per fit of ``fits[domain, side][form]``: whether L-BFGS converged (:class:`repro.dcpt.fitting.Fit`),
+    how it ended (message, iterations, projected gradient) and its objective. ``TypeError`` for fits of another
+    shape."""
     import pandas as pd
 
     if not isinstance(fits, dict):
@@ -59,7 +65,8 @@ def convergence_table(fits: dict[tuple[str, str], dict[str, Fit]]):
 def not_converged(fits: Any, forms: Sequence[str] = ("L3",)) -> list[str]:
     """Labels of the fits that did not converge: ``"domain/side/form"`` for the ``forms`` of a dict
     ``fits[domain, side][form]``, or the identifying columns of each row of a table of fits with a ``converged``
-    column (what :func:`heldout_table` and :func:`repro.dcpt.fit.cross_validate` give)."""
+    column (what :func:`heldout_table` and :func:`repro.dcpt.generalise.cross_validate` give). ``TypeError`` for
+    anything else, ``ValueError`` for unknown forms or a table without ``converged``."""
     if hasattr(fits, "columns"):
         _check.columns("fits", fits, ("converged",))
         keys = [c for c in ("domain", "side", "law", "form", "protocol", "split") if c in fits.columns]
@@ -73,7 +80,7 @@ def not_converged(fits: Any, forms: Sequence[str] = ("L3",)) -> list[str]:
 
 
 def convergence_note(failed: Sequence[str]) -> str:
-    """What a claim's note adds when fits it rests on did not converge ('' when all did)."""
+    """What a claim's note adds when fits it rests on did not converge ('' when all did). ``TypeError`` for a str."""
     if isinstance(failed, str):
         raise TypeError("failed must be a list of labels (not_converged), got a str")
     if not failed:
@@ -83,7 +90,9 @@ def convergence_note(failed: Sequence[str]) -> str:
 
 
 def forms_table(fits: dict[str, Fit], pts: Points):
-    """Forms x metrics on the fitted points: parameters, R^2, mean Huber, AIC, BIC, and whether L-BFGS converged."""
+    """Forms x metrics on the fitted points (Table 1's comparison): parameters, R^2, mean Huber (delta 1e-3, log
+    residuals), AIC, BIC, and whether L-BFGS converged; one row per form. ``TypeError`` for fits or pts of the wrong
+    type."""
     import pandas as pd
 
     _check.instance("pts", pts, Points)
@@ -102,7 +111,8 @@ def heldout_table(pts: Points, splits: list, forms: Sequence[str], *, warm: dict
 
     ``warm``: full-data fits by form; each split's fit then also starts from that optimum (besides its
     grid starts), which is faster and never ends at a worse optimum than the grid starts alone. ``jobs``:
-    worker processes for all (form, split) fits together.
+    worker processes for all (form, split) fits together. Rows as :func:`repro.dcpt.generalise.cv_split` gives
+    (Tables 2-4). ``ValueError`` for unknown forms, malformed splits, or ``warm`` lacking a form.
     """
     import pandas as pd
 
@@ -119,7 +129,7 @@ def heldout_table(pts: Points, splits: list, forms: Sequence[str], *, warm: dict
         if warm is not None:
             kw["extra_starts"] = [warm[name].theta]
         tasks += [(LAWS[name].name, pts, s, kw) for s in splits]
-    return pd.DataFrame(parallel_map(_cv_one, tasks, jobs))
+    return pd.DataFrame(parallel_map(cv_split, tasks, jobs))
 
 
 def trend_check(frame, which: str = "domain") -> dict[str, Any]:
@@ -128,7 +138,8 @@ def trend_check(frame, which: str = "domain") -> dict[str, Any]:
     dL/dD < 0: along each run, loss falls between consecutive evaluations. dL/dr < 0: at each model size
     and step, loss falls between consecutive ratios of the matching corpus. d2L/dDdr < 0: the drop with D
     is larger at the larger ratio (D differences of neighbouring ratios). Returns the share of differences
-    with the claimed sign, per ratio and overall.
+    with the claimed sign, per ratio and overall. ``which``: "domain" (L_d against r_d) or "general" (L_g against
+    r_g = 1 - r_d). ``ValueError`` for another ``which`` or missing columns.
     """
     _check.which(which)
     loss = "L_d" if which == "domain" else "L_g"
@@ -165,7 +176,8 @@ def trend_check(frame, which: str = "domain") -> dict[str, Any]:
 
 
 def trends_above(check: dict[str, Any], min_r: float) -> dict[str, float]:
-    """The trend shares counting only ratios at or above ``min_r`` (the paper excludes r below the inflection)."""
+    """The trend shares counting only ratios at or above ``min_r`` (the paper excludes r below the inflection,
+    App. I.3). ``TypeError`` when ``check`` is not what :func:`trend_check` returned."""
     if not isinstance(check, dict) or "_pairs" not in check:
         raise TypeError("check must be what trend_check returned")
     min_r = _check.real("min_r", min_r)
@@ -177,7 +189,8 @@ def trends_above(check: dict[str, Any], min_r: float) -> dict[str, float]:
 
 
 def inflection_ratio(frame, which: str = "domain") -> float:
-    """The largest ratio at which some run's loss rises with D over its second half (App. I.3); 0 if none."""
+    """The largest ratio at which some run's loss rises with D over its second half (App. I.3); 0 if none.
+    ``ValueError`` for a ``which`` other than "domain" or "general", or missing columns."""
     _check.which(which)
     loss = "L_d" if which == "domain" else "L_g"
     _check.columns("frame", frame, ("run", "step", "r_d", "D", loss))
@@ -243,7 +256,9 @@ def paired_bootstrap(general: Points, domain: Points, fit_g: Fit, fit_d: Fit, *,
 
 
 def usage1_derived(N0: float, D0: float, L_g0: float, T: float) -> Callable[[Fit, Fit], dict[str, float]]:
-    """Usage 1's r_d* and its predicted losses from a (general, domain) pair of fits, for :func:`paired_bootstrap`."""
+    """Usage 1's r_d* and its predicted losses (Eq. 10) from a (general, domain) pair of fits, for
+    :func:`paired_bootstrap`; N0 and D0 in the fits' units (notebook 03: millions), L_g0 in nats per token, T a
+    fraction (0.03 for 3 %). ``ValueError`` for N0, D0, L_g0 not positive or T outside (0, 1)."""
     return _Usage1(_check.positive("N0", N0), _check.positive("D0", D0), _check.positive("L_g0", L_g0),
                    _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True, hint="0.03 for 3 %"))
 
@@ -273,7 +288,9 @@ def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PR
     k1 = L_d at ``steps[0]`` (the paper: after 1k of 200k steps), k2 = L_d(0) - L_d(``steps[1]``) (the paper:
     the drop over the first 5k) and k3 = L_d(0) - 2 L_d(``steps[1]``) + L_d(``steps[2]``) (the paper's 10k; the
     card notes the printed simplification is a slip). Each step is taken at the nearest evaluation; the
-    steps actually used and the probe's share of one run's steps are returned with the features.
+    steps actually used and the probe's share of one run's steps are returned with the features (one row per
+    domain). ``ValueError`` for steps that are not three increasing step numbers, a probe run without a step-0
+    evaluation, no run of ``size`` at ``r_d``, or missing columns.
     """
     import pandas as pd
 
@@ -297,7 +314,9 @@ def probe_features(frame, size: str, r_d: float = 1.0, steps: Sequence[int] = PR
 
 
 def cross_points(frame, which: str, probes, min_step: int = 1) -> Points:
-    """The fitting points of :func:`repro.dcpt.grid.points` with each row's domain probe features k1, k2, k3."""
+    """The fitting points of :func:`repro.dcpt.grid.points` with each row's domain probe features k1, k2, k3 (k3 left
+    out where some domain's is not positive) for the cross-domain law (Eq. 7). ``ValueError`` for a ``which`` other
+    than "domain" or "general", missing columns, or a domain without probe features."""
     _check.which(which)
     _check.columns("probes", probes, ("k1", "k2", "k3"))
     _check.columns("frame", frame, ("domain",))
@@ -311,10 +330,167 @@ def cross_points(frame, which: str, probes, min_step: int = 1) -> Points:
     return Points(pts.N, pts.D, pts.r, pts.L, run=pts.run, domain=pts.domain, **k)
 
 
+def pool_cross_grid(frame, grid, cross_grid=None) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
+    """The runs the cross-domain law (Eq. 7) is fitted to: the main grid's rows ``frame`` (its complete domains),
+    pooled with a second grid table ``cross_grid`` (other domains) where there is one, at the model sizes that
+    table holds. Returns ``(pooled frame, run provenance by label, sizes)``; without ``cross_grid`` the frame itself
+    and the main grid's sizes. ``ValueError`` when the two tables were made with other settings (anything but
+    their sizes and domains differs): they cannot be pooled."""
+    import pandas as pd
+
+    pooled, runs_meta = frame, grid.by_label()  # provenance by run label
+    c_sizes = [s[0] for s in grid.meta["spec"]["sizes"]]
+    if cross_grid is None:
+        return pooled, runs_meta, c_sizes
+    drop = ("sizes", "domains")
+    if {k: v for k, v in cross_grid.meta["spec"].items() if k not in drop} != \
+            {k: v for k, v in grid.meta["spec"].items() if k not in drop}:
+        raise ValueError(f"{cross_grid.path}.json was made with other settings than the main grid: they cannot be "
+                         "pooled")
+    c_sizes = [s[0] for s in cross_grid.meta["spec"]["sizes"]]
+    pooled = pd.concat([frame[frame["size"].isin(c_sizes)], cross_grid.frame()], ignore_index=True)
+    runs_meta.update(cross_grid.by_label())
+    return pooled, runs_meta, c_sizes
+
+
+def complete_cross_domains(pooled, sizes: Sequence[str], ratios: Sequence[float]) -> tuple[Any, list[str]]:
+    """The domains of ``pooled`` with every (size, ratio) run, and their rows: ``(frame or None, domains)``; the
+    frame is None when fewer than 3 domains are complete (the cross-domain law needs 3 or more: fit on some,
+    predict the others). ``ValueError`` for missing columns."""
+    _check.columns("pooled", pooled, ("domain", "run"))
+    n_runs = pooled.groupby("domain")["run"].nunique()
+    c_domains = sorted(n_runs[n_runs == len(sizes) * len(ratios)].index)
+    cross = pooled[pooled["domain"].isin(c_domains)] if len(c_domains) >= 3 else None
+    return cross, c_domains
+
+
+def probe_cost_share(probes, runs_meta: dict[str, dict[str, Any]], size: str, r_d: float, sizes: Sequence[str],
+                     domains: Sequence[str]) -> float:
+    """What the probes cost (App. H): the CPU time of each domain's probe (``probes``' ``probe_fraction`` of its
+    probe run at model size ``size`` and share ``r_d``) over the CPU time of every run at ``sizes`` and
+    ``domains`` the cross-domain law is fitted to; a share in [0, 1]. ``runs_meta``: run provenance by label
+    (with ``cpu_seconds``). ``KeyError`` for a probe run that ``runs_meta`` lacks."""
+    _check.columns("probes", probes, ("probe_fraction",))
+    probe_cpu = sum(probes.loc[d, "probe_fraction"] * runs_meta[run_label(size, d, r_d)]["cpu_seconds"]
+                    for d in domains)
+    all_cpu = sum(v["cpu_seconds"] for k, v in runs_meta.items()
+                  if k.split("/")[0] in sizes and k.split("/")[1] in domains)
+    return probe_cpu / all_cpu
+
+
+CROSS_FULL_FIT = dict(n_starts=4, grid_size=5000)  # the cross-domain laws' full-data fits (each split starts there)
+
+
+def cross_domain_cv(cross, probes, forms: Sequence[str], n_test: int, *, jobs: int = 1,
+                    progress: Callable | None = None, **fit_kw: Any):
+    """Table 8's protocol: the cross-domain law (Eq. 7) with each K form of ``forms`` (K1-K4, Eq. 9; K4 only where
+    every k3 is positive), and L3 pooled over the domains (``"L3 pooled"``, no domain term), fitted on all domains
+    but ``n_test`` and measured on those (:func:`repro.dcpt.generalise.domain_splits`), for the domain and the
+    general loss. Each law is first fitted to all points (:data:`CROSS_FULL_FIT`, over ``fit_kw``); each split's
+    fit (``fit_kw``, in ``jobs`` worker processes) also starts at that optimum. ``progress``: a tqdm-like wrapper.
+
+    Returns ``(cv, held)``: ``cv`` one row per (side, form, split): r2_test, huber_test, the full fit's
+    r2_fit_all and huber_fit_all, converged; ``held`` one row per held-out point of the K3 fits: side, split,
+    domain, run, D, r, measured and predicted loss. ``ValueError`` when "K3" is not among ``forms`` (no held-out
+    predictions) and what the fits raise."""
+    import pandas as pd
+
+    from .generalise import cross_validate, domain_splits
+    from .laws import CROSS_LAWS
+
+    wrap = progress or (lambda it, **_: it)
+    cross_cv, held_pred = [], []
+    for side in ("domain", "general"):
+        cpts = cross_points(cross, side, probes)
+        splits = domain_splits(cpts, n_test)
+        side_forms = [f for f in forms if f != "K4" or cpts.k3 is not None]
+        for form in wrap(side_forms + ["L3 pooled"], desc=f"cross-domain fits, {side}"):
+            law = LAWS["L3"] if form == "L3 pooled" else CROSS_LAWS[form]
+            full = fit(law, cpts, **dict(fit_kw, **CROSS_FULL_FIT))
+            m_all = full.metrics(cpts)
+            rows = cross_validate(law, cpts, splits, jobs=jobs, predict=form == "K3", extra_starts=[full.theta],
+                                  **fit_kw)
+            for (name, _train, te), row in zip(splits, rows, strict=True):
+                cross_cv.append({"side": side, "form": form, "split": name, "r2_test": row["r2_test"],
+                                 "huber_test": row["huber_test"], "r2_fit_all": m_all["r2"],
+                                 "huber_fit_all": m_all["huber"], "converged": row["converged"]})
+                if form == "K3":
+                    te_pts = cpts.subset(te)
+                    held_pred.append(pd.DataFrame({"side": side, "split": name, "domain": te_pts.domain,
+                                                   "run": te_pts.run, "D": te_pts.D, "r": te_pts.r,
+                                                   "measured": te_pts.L, "predicted": row["predicted"]}))
+    return pd.DataFrame(cross_cv), pd.concat(held_pred, ignore_index=True)
+
+
+def cross_domain_table(cross_cv):
+    """Table 8's layout: per form (rows) and side (columns), R^2 and Huber of the full fit, and the mean and the
+    worst held-out R^2 and the mean held-out Huber over the splits (``cross_cv`` from :func:`cross_domain_cv`).
+    ``ValueError`` for missing columns."""
+    _check.columns("cross_cv", cross_cv, ("side", "form", "r2_test", "huber_test", "r2_fit_all", "huber_fit_all"))
+    return cross_cv.groupby(["side", "form"]).agg(
+        R2_all=("r2_fit_all", "first"), Huber_all=("huber_fit_all", "first"),
+        R2_heldout_mean=("r2_test", "mean"), R2_heldout_min=("r2_test", "min"),
+        Huber_heldout_mean=("huber_test", "mean")).unstack("side")
+
+
+def _heldout_domain_fit(g):
+    import pandas as pd
+
+    from .fitting import r2
+
+    return pd.Series({"R2_heldout": r2(g["measured"].to_numpy(), g["predicted"].to_numpy()),
+                      "mean |log error|": float(np.mean(np.abs(np.log(g["predicted"] / g["measured"]))))})
+
+
+def cross_per_domain(held):
+    """Per held-out domain, over every split holding it out (the cross-domain claim's unit): R^2 of the K3
+    predictions of the domain loss and their mean |log error| (``held`` from :func:`cross_domain_cv`); one row per
+    domain (R^2 is NaN for a domain whose measured losses are constant). ``ValueError`` for missing columns."""
+    _check.columns("held", held, ("side", "domain", "measured", "predicted"))
+    return held[held["side"] == "domain"].groupby("domain").apply(_heldout_domain_fit, include_groups=False)
+
+
+def plot_cross_heldout(axes, held, domain: str, size: str) -> None:
+    """Table 8 as pictures, on three axes: K3's held-out predictions against the measured losses (domain, general;
+    every held-out domain of every split), and one held-out ``domain``'s domain loss against D at three ratios
+    for model size ``size``, in the first split that holds it out (``held`` from :func:`cross_domain_cv`).
+    ``IndexError`` when ``held`` has no domain-loss row of ``domain``."""
+    import matplotlib.pyplot as plt
+
+    for ax, side in zip(axes[:2], ("domain", "general"), strict=True):
+        h = held[held["side"] == side]
+        for dom, g in h.groupby("domain"):
+            ax.scatter(g["measured"], g["predicted"], s=4, alpha=0.4, label=dom)
+        lo, hi = h[["measured", "predicted"]].min().min(), h[["measured", "predicted"]].max().max()
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        ax.set_xlabel("measured loss")
+        ax.set_ylabel("K3 prediction (domain held out)")
+        ax.set_title(f"{side} loss, every held-out domain of every split")
+        ax.legend(fontsize=7, markerscale=3)
+    # one held-out domain's curves: domain loss against D at three ratios, for the first split that holds it out
+    h = held[(held["side"] == "domain") & (held["domain"] == domain)]
+    h = h[h["split"] == h["split"].iloc[0]]
+    ax = axes[2]
+    big_runs = h[h["run"].str.startswith(size + "/")]
+    for r_show, color in zip((0.2, 0.5, 1.0), ("tab:blue", "tab:orange", "tab:green"), strict=True):
+        g = big_runs[np.isclose(big_runs["r"], r_show)]
+        ax.plot(g["D"], g["measured"], "o", ms=3, color=color, label=f"measured r_d={r_show}")
+        ax.plot(g["D"], g["predicted"], "--", color=color)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # the default minor labels overlap on a short decade
+    ax.set_xlabel("D (M tokens)")
+    ax.set_ylabel("domain loss")
+    ax.set_title(f"{domain} held out ({h['split'].iloc[0]}), size {size}: K3 dashed")
+    ax.legend(fontsize=7)
+
+
 # -- plots -----------------------------------------------------------------------------------------
 def plot_loss_vs_ratio(ax, frame, fit_: Fit, which: str, size: str, steps: Sequence[int],
                        held_out: Sequence[float] = (), title: str | None = None) -> None:
-    """The paper's Fig. 1: loss against ratio at several data sizes; fitted law dashed, held-out ratios as stars."""
+    """The paper's Fig. 1: loss against ratio at several data sizes; fitted law dashed, held-out ratios as stars.
+    D in the legend in millions of tokens; the law is evaluated with N and D in millions (as
+    :func:`repro.dcpt.grid.points`). ``ValueError`` for a bad ``which``, missing columns or a size not in the frame,
+    ``TypeError`` for a ``fit_`` that is not a Fit."""
     _check.which(which)
     _check.instance("fit_", fit_, Fit)
     _check.columns("frame", frame, ("size", "r_d", "step", "N", "D", "L_d", "L_g"))
@@ -343,7 +519,9 @@ def plot_loss_vs_ratio(ax, frame, fit_: Fit, which: str, size: str, steps: Seque
 
 
 def plot_loss_vs_D(ax, frame, fit_: Fit, which: str, size: str, domain: str) -> None:
-    """Loss against CPT tokens per ratio (log x), fitted law dashed."""
+    """Loss against CPT tokens per ratio (log x, millions of tokens), fitted law dashed. ``ValueError`` for a bad
+    ``which``, missing columns or no run of ``size`` and ``domain``; ``TypeError`` for a ``fit_`` that is not a
+    Fit."""
     import matplotlib.cm as cm
 
     _check.which(which)
@@ -375,7 +553,7 @@ def huber_per_point(fit_: Fit, pts: Points, delta: float = HUBER_REPORT_DELTA) -
     """Huber_delta(L_hat - L) of every point on the raw losses (nats), shape ``(pts.n,)``: the figure notebook 03
     sets against the paper's "Huber < 0.02" (§1). With delta = 1 it is half the squared error for residuals
     below 1 nat. ``ValueError`` for delta <= 0."""
-    from .fit import huber
+    from .fitting import huber
 
     _check.instance("fit_", fit_, Fit)
     return huber(fit_.predict(pts) - pts.L, delta)
@@ -388,7 +566,7 @@ def run_bootstrap_r2(fit_: Fit, pts: Points, n_boot: int = 2000, seed: int = 0) 
     ``scipy.stats.bootstrap`` (seeded). ``ValueError`` for fewer than 2 runs."""
     from scipy import stats
 
-    from .fit import r2
+    from .fitting import r2
 
     _check.instance("fit_", fit_, Fit)
     n_boot = _check.integer("n_boot", n_boot, 1)
@@ -410,7 +588,7 @@ def run_bootstrap_r2(fit_: Fit, pts: Points, n_boot: int = 2000, seed: int = 0) 
 def best_measured_ratio(end, L_g0: float, T: float) -> float:
     """Usage 1's measured answer (Table 5's check): among the runs' final evaluations ``end`` (columns r_d, L_g,
     L_d), the ratio with the lowest domain loss whose general loss stays within ``(1 + T) * L_g0``; NaN when no
-    ratio meets the budget."""
+    ratio meets the budget. ``ValueError`` for missing columns, L_g0 not positive or T outside (0, 1)."""
     _check.columns("end", end, ("r_d", "L_g", "L_d"))
     L_g0, T = _check.positive("L_g0", L_g0), _check.real("T", T, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     ok = end[end["L_g"] < L_g0 * (1 + T)]
@@ -421,7 +599,8 @@ def usage1_replicates(frame, candidates: Sequence[float], T: float):
     """Usage 1's measured side per seed: for each seed of ``frame`` (a grid frame with a ``seed`` column, one
     model size and domain), the base model's general loss ``L_g0`` (step 0), the ratios of ``candidates`` it
     holds, and :func:`best_measured_ratio` over them. A seed that lacks a candidate ratio (its runs not all trained
-    yet) is marked ``complete = False`` with NaN for its answer: seeds compare the same ratios or none."""
+    yet) is marked ``complete = False`` with NaN for its answer: seeds compare the same ratios or none. One row per
+    seed. ``ValueError`` for missing columns or a frame holding several sizes or domains."""
     import pandas as pd
 
     _check.columns("frame", frame, ("seed", "size", "domain", "r_d", "step", "L_g", "L_d"))
@@ -443,7 +622,8 @@ def plot_usage1(axes, L_g: Callable, L_d: Callable, end, pred: dict[str, Any], L
                 r_interval: tuple[float, float], title: str) -> None:
     """Usage 1 on two axes (Eq. 10, Table 5's check): the fitted general and domain laws against r_d (dashed), the
     measured final losses ``end`` (columns r_d, L_g, L_d, seed; one marker per seed), the budget ``(1 + T) L_g0``,
-    the predicted r_d* and its bootstrap interval ``r_interval`` (grey band)."""
+    the predicted r_d* and its bootstrap interval ``r_interval`` (grey band). Raises nothing itself; the curves
+    raise what :func:`repro.dcpt.usage.law_curves` raises."""
     rr = np.linspace(0, 1, 201)
     axes[0].plot(rr, L_g(rr), "--", label="L3 general")
     axes[1].plot(rr, L_d(rr), "--", label="L3 domain")

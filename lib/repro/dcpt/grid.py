@@ -62,7 +62,11 @@ COLUMNS = tuple(COLUMN_TYPES)
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Everything that decides the grid's numbers (the table's JSON records it)."""
+    """Everything that decides the grid's numbers (the table's JSON records it): the model sizes, domains and
+    ratios r_d of the paper's grid (§3.2; its nine mixtures by default), and the training settings. Raises
+    ``ValueError`` for no domains or ratios, the general corpus among the domains, ratios outside [0, 1],
+    duplicates, a seed of 2**63 or more, warm-up not below the CPT steps, or run labels that collide;
+    ``TypeError`` for ratios that are not numbers."""
 
     sizes: tuple[tuple[str, int, int, int], ...]  # (name, n_layer, n_head, d_model)
     domains: tuple[str, ...] = ("code", "math")
@@ -188,7 +192,7 @@ def _name(what: str, name: Any) -> str:
 def ratio_text(r_d: float) -> str:
     """``r_d`` as run ids write it: two decimals where they are exact (``0.10``, ``0.92``: the stored tables'
     ids), else the shortest text that reads back as the same float (``0.924``), so distinct ratios never
-    share an id."""
+    share an id. ``ValueError`` for r_d outside [0, 1] or not finite."""
     r_d = _check.fraction("r_d", r_d) + 0.0  # + 0.0: -0.0 reads as 0.0
     short = f"{r_d:.2f}"
     return short if float(short) == r_d else repr(r_d)
@@ -196,7 +200,8 @@ def ratio_text(r_d: float) -> str:
 
 def run_label(size: str, domain: str, r_d: float) -> str:
     """The readable label of one run of the grid, e.g. ``m/code/r0.50`` (its id adds a hash of the whole spec):
-    distinct (size, domain, ratio) give distinct labels."""
+    distinct (size, domain, ratio) give distinct labels. ``ValueError`` for a name holding "/" or r_d outside
+    [0, 1]; ``TypeError`` for a name that is not a non-empty str."""
     return f"{_name('size', size)}/{_name('domain', domain)}/r{ratio_text(r_d)}"
 
 
@@ -204,7 +209,8 @@ def eval_schedule(max_steps: int, n: int, first: int = 1, lam: float = 4.0) -> l
     """``n`` evaluation steps in [first, max_steps], with density proportional to exp(-lam x/max_steps).
 
     App. I.2's best sampling (M4) uses an exponentially decaying density; ``lam`` sets how strongly
-    early steps are favoured. Step 0 (the base model, before any domain data) is always added.
+    early steps are favoured. Step 0 (the base model, before any domain data) is always added. ``ValueError``
+    for n < 2, max_steps <= first or lam <= 0.
     """
     max_steps, n, first = _check.integer("max_steps", max_steps, 1), _check.integer("n", n), _check.integer("first", first, 0)
     lam = _check.positive("lam", lam)
@@ -229,6 +235,15 @@ class Grid(runs.Table):
 
 
 TokenLoader = Callable[[str, str], np.ndarray]  # (corpus, split) -> 1-D token array
+
+
+def token_loader(profile: str) -> TokenLoader:
+    """The workbook's token arrays of the token profile ``profile`` (``"smoke"``, ``"default"``, ...) as a
+    :data:`TokenLoader`: ``load(corpus, split)`` is :func:`repro.data.load_tokens` ``(corpus, split,
+    profile=profile)``, a 1-D token array (built where missing). A partial, so it pickles into worker processes."""
+    from ..data import load_tokens
+
+    return functools.partial(load_tokens, profile=profile)
 
 
 def _model(spec: GridSpec, size: tuple[str, int, int, int], vocab: int):
@@ -413,9 +428,9 @@ def check_grid_args(spec: GridSpec, path: str | os.PathLike, *, device: str = "c
 def perform_run(run: CPTRun) -> list[dict[str, Any]]:
     """Perform one run of a grid sweep wherever an executor puts it: :func:`cpt_run` on the workbook's tokens (the
     profile the spec names, built where missing) and tokenizer; returns its rows."""
-    from ..data import load_tokens, vocab_size
+    from ..data import vocab_size
 
-    load = functools.partial(load_tokens, profile=run.grid.token_profile)
+    load = token_loader(run.grid.token_profile)
     return cpt_run(run.grid, run.size, run.domain, run.r_d, load, vocab_size(), run.device)
 
 
@@ -445,12 +460,12 @@ def grid_sweep(spec: GridSpec, path: str | os.PathLike, *, device: str = "cpu", 
     """The grid ``spec`` as a sweep of :mod:`repro.runs` with its table at ``path``: runs on ``device``; tokens from
     ``load`` and ``vocab`` (default: the workbook's, which any executor can load; a given ``load`` runs in this
     process only). ``meta``: entries a new table records (usage 1's prediction)."""
-    from ..data import load_tokens, vocab_size
+    from ..data import vocab_size
 
     check_grid_args(spec, path, device=device)
     if load is None:
         run_fn: Callable[[CPTRun], list[dict[str, Any]]] = perform_run
-        load, vocab = functools.partial(load_tokens, profile=spec.token_profile), vocab_size()
+        load, vocab = token_loader(spec.token_profile), vocab_size()
     else:
         _check.callable_("load", load)
         vocab = _check.integer("vocab", vocab, 2)
@@ -489,9 +504,11 @@ def points(frame, which: str, min_step: int = 1):
     """The fitting points of a grid frame: ``which`` = "domain" (L_d against r_d) or "general" (L_g against r_g).
 
     N is in millions of non-embedding parameters and D in millions of tokens, so the paper's
-    initialisation grid (made for billions) sits at the same magnitudes.
+    initialisation grid (made for billions) sits at the same magnitudes; L in nats per token; r rounded to 6
+    decimals. One point per row at step >= ``min_step`` (step 0, the base model, is left out by default).
+    ``ValueError`` for another ``which``, a negative ``min_step`` or missing columns.
     """
-    from .fit import Points
+    from .fitting import Points
 
     _check.which(which)
     min_step = _check.integer("min_step", min_step, 0)
@@ -504,14 +521,16 @@ def points(frame, which: str, min_step: int = 1):
 
 
 def usage1_ratios(r_star: float, step: float = 0.05, n: int = 2) -> tuple[float, ...]:
-    """The predicted ratio and ``n`` neighbours on each side, ``step`` apart, inside [0, 1] (rounded to 0.01)."""
+    """The predicted ratio and ``n`` neighbours on each side, ``step`` apart, inside [0, 1] (rounded to 0.01): the
+    ratios that check usage 1 (Eq. 10) by training. ``ValueError`` for r_star outside [0, 1], step <= 0 or n < 0."""
     r_star, step, n = _check.fraction("r_star", r_star), _check.positive("step", step), _check.integer("n", n, 0)
     rs = {round(min(1.0, max(0.0, r_star + k * step)), 2) for k in range(-n, n + 1)}
     return tuple(sorted(rs))
 
 
 def spec_from_json(d: dict[str, Any]) -> GridSpec:
-    """The :class:`GridSpec` a table's JSON records (lists back to tuples)."""
+    """The :class:`GridSpec` a table's JSON records (lists back to tuples); raises what :class:`GridSpec` raises
+    (``TypeError`` for unknown fields)."""
     return GridSpec(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
                        for k, v in d.items()})
 
@@ -538,7 +557,7 @@ def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
     """
     import torch
 
-    from ..data import load_tokens, vocab_size
+    from ..data import vocab_size
 
     grid = Grid.load(grid_path)
     rid = grid.find(rid)
@@ -549,8 +568,8 @@ def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        rows = cpt_run(run.grid, run.size, run.domain, run.r_d, functools.partial(
-            load_tokens, profile=run.grid.token_profile), vocab_size(), run.device, log=log)
+        rows = cpt_run(run.grid, run.size, run.domain, run.r_d, token_loader(run.grid.token_profile), vocab_size(),
+                       run.device, log=log)
     finally:
         torch.set_num_threads(before)
     return sorted(rows, key=lambda r: r["step"]), kept
@@ -573,13 +592,31 @@ def check_usage1_args(grid_path: str | os.PathLike, domain: str) -> Grid:
     return grid
 
 
+def usage1_base(frame, size: str) -> tuple[float, float, float]:
+    """Usage 1's operating point (Eq. 10) for model size ``size`` of a grid frame holding one domain's runs:
+    ``(N0, D0, L_g0)`` with N0 the size's non-embedding parameters in millions, D0 its runs' length in millions of
+    CPT tokens (the largest D), and L_g0 the base model's general loss before CPT (mean L_g at step 0, nats per
+    token), the loss the budget T is relative to. Used by :func:`usage1_prediction` and notebook 03 (the middle
+    model size). ``ValueError`` for a size the frame does not hold or one without a step-0 evaluation."""
+    _check.columns("frame", frame, ("size", "N", "D", "step", "L_g"))
+    fm = frame[frame["size"] == size]
+    if fm.empty:
+        raise ValueError(f"size {size!r} is not in the frame (sizes: {sorted(set(frame['size']))})")
+    if not (fm["step"] == 0).any():
+        raise ValueError(f"size {size!r}: the frame has no step-0 evaluation (the base model's general loss)")
+    N0, D0 = float(fm["N"].iloc[0]) / 1e6, float(fm["D"].max()) / 1e6
+    L_g0 = float(fm[fm["step"] == 0]["L_g"].mean())
+    return N0, D0, L_g0
+
+
 def usage1_prediction(grid: Grid, domain: str, T: float = 0.03, fit_kw: dict[str, Any] | None = None
                       ) -> tuple[GridSpec, dict[str, Any]]:
     """Usage 1 on a finished grid: fit L3 (general and domain) on ``domain``'s runs and predict r_d* under the
     budget ``T`` (relative rise of the general loss) at the middle model size and the grid's run length; returns
-    the grid spec of r_d* and its neighbours (:func:`usage1_ratios`) at that size, and the prediction."""
+    the grid spec of r_d* and its neighbours (:func:`usage1_ratios`) at that size, and the prediction (N0_M, D0_M in
+    millions: :func:`usage1_base`). Raises ``ValueError`` where the fits fail or no ratio meets the budget."""
     from . import usage
-    from .fit import fit
+    from .fitting import fit
     from .laws import LAWS
 
     spec = spec_from_json(grid.meta["spec"])
@@ -587,9 +624,7 @@ def usage1_prediction(grid: Grid, domain: str, T: float = 0.03, fit_kw: dict[str
     f = f[f["domain"] == domain]
     sizes = sorted(spec.sizes, key=lambda s: f[f["size"] == s[0]]["N"].iloc[0])
     mid = sizes[len(sizes) // 2]
-    fm = f[f["size"] == mid[0]]
-    N0, D0 = float(fm["N"].iloc[0]) / 1e6, float(fm["D"].max()) / 1e6
-    L_g0 = float(fm[fm["step"] == 0]["L_g"].mean())
+    N0, D0, L_g0 = usage1_base(f, mid[0])
     kw = fit_kw or {"n_starts": 8, "grid_size": 20000}
     fg, fd = fit(LAWS["L3"], points(f, "general"), **kw), fit(LAWS["L3"], points(f, "domain"), **kw)
     pred = usage.optimal_ratio_under_budget(*usage.law_curves(fg, fd, N0, D0), L_g0, T)
@@ -638,7 +673,8 @@ USAGE1_WINDOW = 0.25  # usage 1's measured side compares the grid's ratios withi
 def usage1_candidates(grid_ratios: Sequence[float], verify_ratios: Sequence[float], r_star: float,
                       window: float = USAGE1_WINDOW) -> tuple[float, ...]:
     """The ratios usage 1's measured side compares: the verification ratios (r_d* and its neighbours,
-    :func:`usage1_ratios`) and the grid's ratios within ``window`` of ``r_star``, sorted and without repeats."""
+    :func:`usage1_ratios`) and the grid's ratios within ``window`` of ``r_star``, sorted and without repeats.
+    ``ValueError`` for r_star or window outside [0, 1]."""
     r_star, window = _check.fraction("r_star", r_star), _check.fraction("window", window)
     near = [float(r) for r in grid_ratios if abs(float(r) - r_star) <= window + 1e-9]
     return tuple(sorted({round(r, 6) for r in (*near, *map(float, verify_ratios))}))
@@ -653,7 +689,7 @@ def usage1_replicates_sweep(grid_path: str | os.PathLike, domain: str, *, seeds:
     ``<grid_path>-usage1-<domain>-seeds``; it needs the verification table ``<grid_path>-usage1-<domain>`` (its
     stored prediction is the one the replicates test). ``GridArgumentError`` naming ``domain`` when that table is
     missing, ``seeds`` for seeds that are not distinct non-negative integers, ``window`` outside (0, 1]."""
-    from ..data import load_tokens, vocab_size
+    from ..data import vocab_size
 
     try:
         check_device(device)
@@ -672,7 +708,7 @@ def usage1_replicates_sweep(grid_path: str | os.PathLike, domain: str, *, seeds:
     vspec, pred = spec_from_json(verify.meta["spec"]), verify.meta["prediction"]
     ratios = usage1_candidates(spec_from_json(grid.meta["spec"]).ratios, vspec.ratios, pred["r_d"], window)
     specs = [dataclasses.replace(vspec, ratios=ratios, seed=int(s)) for s in seeds]
-    load = functools.partial(load_tokens, profile=vspec.token_profile)
+    load = token_loader(vspec.token_profile)
     prepare = functools.partial(_check_inputs, spec=vspec, load=load, vocab=vocab_size(), log=log)
     return runs.Sweep(f"dcpt/{Path(grid_path).name}-usage1-{domain}-seeds", Path(f"{grid_path}-usage1-{domain}-seeds"),
                       tuple(r for s in specs for r in s.runs(device)), perform_run, COLUMN_TYPES,
@@ -681,7 +717,8 @@ def usage1_replicates_sweep(grid_path: str | os.PathLike, domain: str, *, seeds:
 
 
 def seeds_of(grid: Grid):
-    """The grid's rows as a DataFrame with a ``seed`` column (each run's seed, from its provenance)."""
+    """The grid's rows as a DataFrame with a ``seed`` column (each run's seed, from its provenance; NaN for a row
+    whose run the provenance lacks). ``KeyError`` for a provenance entry without a seed."""
     f = grid.frame()
     f["seed"] = f["run"].map({rid: info["seed"] for rid, info in grid.meta.get("runs", {}).items()})
     return f
@@ -691,7 +728,8 @@ def usage1_measured(grid: Grid, grid_path: str | os.PathLike | None, domain: str
     """What usage 1's measured side compares for ``domain`` at model size ``size``: the rows (with a ``seed``
     column) of the grid's runs, of the verification table ``<grid_path>-usage1-<domain>`` and of its replicates
     ``...-seeds`` where they exist, and the candidate ratios (:func:`usage1_candidates` when verified, else the
-    grid's ratios). Returns ``(frame, candidates, prediction stored with the verification or None)``."""
+    grid's ratios). Returns ``(frame, candidates, prediction stored with the verification or None)``. ``KeyError``
+    for a grid without a spec."""
     import pandas as pd
 
     f = seeds_of(grid)

@@ -25,6 +25,9 @@ L3_KEYS = ("E", "A", "alpha", "B", "beta", "eta", "gamma", "eps")
 
 @dataclass(frozen=True)
 class Allocation:
+    """Usage 3's answer (App. G.3): the compute-optimal N_opt and D_opt (in the ``unit`` asked for: the paper's
+    billions), and the closed form's G, a, b."""
+
     N_opt: float
     D_opt: float
     G: float
@@ -33,7 +36,10 @@ class Allocation:
 
 
 def chinchilla_exponents(A: float, alpha: float, B: float, beta: float) -> tuple[float, float, float]:
-    """G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
+    """Usage 3's exponents (App. G.3, Chinchilla's closed form for L = E + A/N^alpha + B/D^beta):
+    G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta). A, B in the units of
+    the fitted law (the paper: N, D in billions). ``ValueError`` for an argument that is not positive and finite,
+    or a G that overflows a float."""
     A, alpha = _check.positive("A", A), _check.positive("alpha", alpha)
     B, beta = _check.positive("B", B), _check.positive("beta", beta)
     s = alpha + beta
@@ -48,7 +54,8 @@ def chinchilla_allocation(C: float, *, G: float, a: float, b: float, unit: float
     """Compute-optimal N_opt = G (C/6)^a, D_opt = (C/6)^b / G, in ``unit``s (the paper: billions).
 
     ``C`` is in FLOPs; C/6 is converted to unit^2 because N and D are measured in ``unit``s. The exponents
-    a = beta/(alpha+beta) and b = alpha/(alpha+beta) lie in (0, 1).
+    a = beta/(alpha+beta) and b = alpha/(alpha+beta) lie in (0, 1). ``ValueError`` for C, G or unit not positive,
+    a or b outside (0, 1), or an N_opt or D_opt that over- or underflows a float.
     """
     C, G, unit = _check.positive("C", C), _check.positive("G", G), _check.positive("unit", unit)
     a = _check.real("a", a, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -82,7 +89,10 @@ def optimal_ratio_under_budget(L_g: Callable[[np.ndarray], np.ndarray], L_d: Cal
     ``L_g`` and ``L_d`` are the fitted general and domain laws at the chosen (N0, D0) as functions of
     the domain ratio r_d (so L_g is evaluated at r_g = 1 - r_d). ``T`` is a fraction in (0, 1): 0.03 for
     the paper's 3 %. The feasible set is scanned on a dense grid and the best feasible ratio refined on the
-    budget's boundary. Returns r_d*, the predicted losses, and whether the budget binds.
+    budget's boundary (``grid`` points on [0, 1]). Returns r_d*, the predicted losses L_g and L_d there (nats per
+    token, as the laws give), the bound (1 + T) L_g0, and whether the budget binds. ``ValueError`` for L_g0 not
+    positive, T outside (0, 1), grid < 3, a curve that does not give one finite positive loss per ratio, or no
+    ratio meeting the budget; ``TypeError`` for curves that are not callable.
     """
     _check.callable_("L_g", L_g)
     _check.callable_("L_d", L_d)
@@ -133,7 +143,8 @@ def _scaled_power(log_coef: float, x: np.ndarray | float, power: float) -> np.nd
 
 def check_l3_params(params: dict[str, float], name: str = "params") -> dict[str, float]:
     """The natural parameters of an L3 law (:data:`L3_KEYS` and C or logC), finite, with E, A, B >= 0 and
-    eps >= 0; C may be ``inf`` where ``logC`` is finite (an overflowing fit)."""
+    eps >= 0; C may be ``inf`` where ``logC`` is finite (an overflowing fit). Returns ``params``. ``ValueError``
+    naming ``name`` for a missing, non-finite or negative parameter, or a missing C and logC."""
     _check.params(name, params, L3_KEYS, nonnegative=("E", "A", "B", "eps"))
     if "logC" in params:
         lc = params["logC"]
@@ -147,7 +158,10 @@ def check_l3_params(params: dict[str, float], name: str = "params") -> dict[str,
 
 
 def fixed_domain_loss(params: dict[str, float], N0: float, D_d0: float, r: np.ndarray) -> np.ndarray:
-    """Eq. (11): L_d(r) = E + A/N0^alpha + B r^(eta+beta)/(D_d0)^beta + C/(r+eps)^gamma (L3 domain law)."""
+    """Eq. (11): L_d(r) = E + A/N0^alpha + B r^(eta+beta)/(D_d0)^beta + C/(r+eps)^gamma (L3 domain law with
+    D = D_d0/r), the shape of ``r``. N0 and D_d0 in the fitted law's units (notebook 03: millions of parameters and
+    of tokens). ``ValueError`` for bad params (:func:`check_l3_params`), N0 or D_d0 not positive, r outside
+    [0, 1], or r = 0 with eps = 0."""
     p = check_l3_params(params)
     N0, D_d0 = _check.positive("N0", N0), _check.positive("D_d0", D_d0)
     r = _check.array("r", r, unit=True)
@@ -162,7 +176,8 @@ def interior_minimum_condition(params: dict[str, float]) -> float:
     """The largest D_d^0 for which L_d(r_d) has its minimum inside (0, 1) (App. G.2): where dL_d/dr_d > 0 at
     r_d = 1. Computed in logs; 0 when the B or the C term vanished (then L_d is monotone in r_d and its
     minimum sits at an end of (0, 1] whatever D_d^0), ``inf`` when the limit overflows a float. The condition
-    is derived for beta > 0 and gamma > 0 (a law whose loss falls with D and with r); other values raise."""
+    is derived for beta > 0 and gamma > 0 (a law whose loss falls with D and with r); other values raise
+    ``ValueError``, as do bad params (:func:`check_l3_params`). The limit is in the law's units of D."""
     p = check_l3_params(params)
     _check.positive("params['beta']", p["beta"], hint="the limit D_d0 < (...)^(1/beta) needs beta > 0")
     _check.positive("params['gamma']", p["gamma"], hint="the C-term must fall with r")
@@ -176,7 +191,9 @@ def interior_minimum_condition(params: dict[str, float]) -> float:
 
 
 def optimal_ratio_fixed_domain_data(params: dict[str, float], N0: float, D_d0: float) -> dict[str, float]:
-    """Usage 2: the r_d in (0, 1] minimising Eq. (11), and whether the minimum is interior."""
+    """Usage 2 (App. G.2): the r_d in (0, 1] minimising Eq. (11), the domain loss there, whether the minimum is
+    interior (D_d0 below :func:`interior_minimum_condition`) and that limit. ``ValueError`` for bad params, N0 or
+    D_d0 not positive, or a loss that is not finite."""
     p = check_l3_params(params)
     N0, D_d0 = _check.positive("N0", N0), _check.positive("D_d0", D_d0)
     limit = interior_minimum_condition(p)
@@ -191,9 +208,12 @@ def law_curves(fit_general, fit_domain, N0: float, D0: float
                ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     """The fitted general and domain laws at (N0, D0) as functions of the domain ratio r_d (Eq. 10's L_g, L_d).
 
-    The general law is evaluated at r_g = 1 - r_d.
+    The general law is evaluated at r_g = 1 - r_d. N0 and D0 in the fits' units (notebook 03: millions of
+    non-embedding parameters and of CPT tokens). Each curve maps an array of ratios in [0, 1] to losses of its
+    shape. ``TypeError`` for fits that are not :class:`repro.dcpt.fitting.Fit`, ``ValueError`` for N0 or D0 not
+    positive or a cross-domain fit (reduce it first: :func:`repro.dcpt.laws.reduce_cross`).
     """
-    from .fit import Fit, Points
+    from .fitting import Fit, Points
 
     _check.instance("fit_general", fit_general, Fit)
     _check.instance("fit_domain", fit_domain, Fit)

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import is_int
+
 __all__ = ["GPTConfig", "GPT", "ParamCount", "param_count", "flops_per_token", "linear_cross_entropy"]
 
 
@@ -34,6 +36,9 @@ class GPTConfig:
     ``vocab_size`` tokens, ``context`` positions, ``n_layer`` blocks of ``n_head`` heads over width
     ``d_model``; MLP width ``d_ff`` (default ``4 * d_model``); ``dropout`` on attention weights and
     residual branches; ``bias`` adds biases to Linear and LayerNorm layers (GPT-2 has them).
+
+    Raises ``ValueError`` naming the field when a size is not a positive ``int``, ``d_model`` is not a
+    multiple of ``n_head``, ``dropout`` is outside ``[0, 1)`` or ``bias`` is not a ``bool``.
     """
 
     vocab_size: int
@@ -47,10 +52,10 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
-            self.d_ff = 4 * self.d_model if _is_int(self.d_model) else self.d_model
+            self.d_ff = 4 * self.d_model if is_int(self.d_model, numpy=False) else self.d_model
         for name in ("vocab_size", "context", "n_layer", "n_head", "d_model", "d_ff"):
             v = getattr(self, name)
-            if not _is_int(v) or v <= 0:
+            if not is_int(v, numpy=False) or v <= 0:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {v!r}")
         if self.d_model % self.n_head:
             raise ValueError(
@@ -62,11 +67,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
 
     def to_dict(self) -> dict:
+        """The fields as a plain ``dict`` (JSON-ready: every field is an ``int``, ``float`` or ``bool``)."""
         return asdict(self)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class ParamCount(NamedTuple):
@@ -189,11 +191,13 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
+        """``x`` ``[B, T, d_model]`` -> ``[B, T, d_model]``: position ``t`` attends to positions ``<= t``."""
+        B, T, C = x.shape  # C = d_model = n_head * hs
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4).unbind(0)
+        # q, k, v: (B, nh, T, hs)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, C)
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): the heads side by side
         return self.resid_drop(self.proj(y))
 
 
@@ -207,7 +211,8 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        """``x`` ``[..., d_model]`` -> ``[..., d_model]`` through the hidden width ``d_ff``."""
+        return self.drop(self.proj(F.gelu(self.fc(x))))  # (..., d_ff) inside
 
 
 class Block(nn.Module):
@@ -221,12 +226,16 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, T, d_model]`` -> ``[B, T, d_model]`` (both residual branches added)."""
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer LM: ``logits = LN(blocks(wte[idx] + wpe[pos])) wte^T``."""
+    """Decoder-only Transformer LM: ``logits = LN(blocks(wte[idx] + wpe[pos])) wte^T`` (GPT-2, Radford et al. 2019).
+
+    Raises ``TypeError`` when ``cfg`` is not a :class:`GPTConfig`.
+    """
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -262,14 +271,17 @@ class GPT(nn.Module):
         return n
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-LayerNorm hidden states ``[B, T, d_model]`` for token ids ``idx`` ``[B, T]``."""
+        """Final-LayerNorm hidden states ``[B, T, d_model]`` for token ids ``idx`` ``[B, T]``.
+
+        Raises ``ValueError`` when ``idx`` is not 2-D or ``T`` exceeds ``cfg.context``.
+        """
         if idx.dim() != 2:
             raise ValueError(f"idx must be a [batch, time] tensor of token ids, got shape {tuple(idx.shape)}")
         T = idx.shape[1]
         if T > self.cfg.context:
             raise ValueError(f"idx has {T} positions, more than the model's context={self.cfg.context}")
         pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, d_model): token + position embeddings
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
@@ -281,6 +293,7 @@ class GPT(nn.Module):
         Targets equal to ``-1`` are ignored (left out of the mean). With targets and ``return_logits=False``
         the logits are returned as ``None`` and the loss comes from :func:`linear_cross_entropy`, which never
         holds all logits at once (the training loop and evaluation use this; the loss is the same).
+        Loss in nats per token. Raises ``ValueError`` as :meth:`hidden` does.
         """
         if targets is not None and not return_logits:
             h = self.hidden(idx)
@@ -294,7 +307,8 @@ class GPT(nn.Module):
     def per_token_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each target token, ``-log p(targets[b, t] | idx[b, :t+1])``, shape ``[B, T]``.
 
-        Used for per-domain evaluation and for distillation; positions with target ``-1`` give 0.
+        Used for per-domain evaluation and for distillation; positions with target ``-1`` give 0. Loss in
+        nats. Raises ``ValueError`` when ``targets`` and ``idx`` differ in shape.
         """
         if targets.shape != idx.shape:
             raise ValueError(f"targets shape {tuple(targets.shape)} must equal idx shape {tuple(idx.shape)}")

@@ -78,10 +78,14 @@ def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
 
 def read_criteo(path: str | os.PathLike, schema: Schema, batch_size: int, *,
                 max_rows: int | None = None) -> Iterator[Batch]:
-    """Yield :class:`Batch` es of ``batch_size`` rows (the last may be shorter) from a Criteo text file.
+    """Yield :class:`Batch` es of ``batch_size`` rows (the last may be shorter) from a Criteo text file
+    (card §5: the public 13 dense + 26 categorical fields): ``ids`` ``[N]``, ``lengths`` ``[26, B]`` (0 or
+    1), ``dense`` ``[B, 13]``, ``labels`` ``[B]``.
 
     ``schema`` must have 26 single-hot fields (e.g. ``make_schema(26, ...)``); its vocabularies are the
-    hash moduli. Parsing is per line (an I/O path, not the training hot path). An empty file is an error.
+    hash moduli. Parsing is per line (an I/O path, not the training hot path). Raises ``ValueError`` for a
+    schema that is not Criteo's, ``batch_size < 1`` or ``max_rows < 1``, and :class:`CriteoFormatError` for
+    malformed input or an empty file.
     """
     if schema.n_fields != N_CAT or schema.n_dense != N_INT:
         raise ValueError(f"a Criteo schema has {N_CAT} categorical and {N_INT} dense fields, got "
@@ -118,7 +122,8 @@ def _to_batch(rows: list[tuple[float, list[float], list[int | None]]]) -> Batch:
 
 
 def format_criteo_line(label: int, dense: list[int | None], cats: list[int | None]) -> str:
-    """One line in Criteo format (for tests and demos): ints, hex categorical values, ``None`` = empty."""
+    """One line in Criteo format (for tests and demos): ``label``, 13 ints and 26 categorical values
+    (written as 8-digit hex), ``None`` = empty; ends with a newline."""
     d = ["" if x is None else str(x) for x in dense]
     c = ["" if x is None else f"{x:08x}" for x in cats]
     return "\t".join([str(label), *d, *c]) + "\n"

@@ -15,6 +15,9 @@ the card). This module makes such data at any field count, deterministically fro
 A batch is stored like TorchRec's ``KeyedJaggedTensor`` (field-major): ``lengths[f, b]`` is the bag size
 of sample ``b`` in field ``f``; ``ids`` lists field 0's bags for samples 0..B-1, then field 1's, ... .
 Everything here is vectorised over fields and samples (no Python loop over fields on a hot path).
+
+Shapes: ``B`` samples, ``F`` categorical fields, ``N`` IDs in a batch (all bags, field-major).
+Layer: the bottom of :mod:`repro.picasso` (torch and numpy only).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ _PRIME = 2_147_483_647  # 2^31 - 1: coprime with every vocabulary size below it
 
 @dataclass(frozen=True)
 class Schema:
-    """Field layout of a click log: vocabulary size, embedding dim and bag shape per categorical field."""
+    """Field layout of a click log: vocabulary size, embedding dim and bag shape per categorical field
+    (PICASSO §II: up to about a thousand fields, tables of a few distinct dims). Raises ``ValueError`` for
+    no field, lengths that differ, a vocabulary, dim or bag size below 1, ``p_empty`` outside ``[0, 1)`` or
+    a negative ``alpha``."""
 
     vocab: tuple[int, ...]
     dims: tuple[int, ...]
@@ -62,6 +68,7 @@ class Schema:
 
     @property
     def n_fields(self) -> int:
+        """``F``, the number of categorical fields."""
         return len(self.vocab)
 
     def groups(self) -> dict[int, list[int]]:
@@ -72,6 +79,7 @@ class Schema:
         return dict(sorted(out.items()))
 
     def with_alpha(self, alpha: float) -> Schema:
+        """The same schema with Zipf skew ``alpha``."""
         return replace(self, alpha=alpha)
 
 
@@ -86,10 +94,11 @@ def dim_for_vocab(v: int) -> int:
 def make_schema(n_fields: int = 26, *, seed: int = 0, vocab_range: tuple[int, int] = (100, 100_000),
                 alpha: float = 1.05, multi_hot_frac: float = 0.3, max_bag: int = 8, p_empty: float = 0.05,
                 mean_extra: float = 1.0, dims: tuple[int, ...] | None = None) -> Schema:
-    """A Criteo-like schema with ``n_fields`` categorical fields.
+    """A Criteo-like schema with ``n_fields`` categorical fields (card §8: ``V_f ~ logUniform``, 3 dims).
 
     ``V_f ~ logUniform(vocab_range)``; dims from :func:`dim_for_vocab` unless ``dims`` (cycled) is given;
-    a fraction ``multi_hot_frac`` of fields are multi-hot with bags up to ``max_bag`` long.
+    a fraction ``multi_hot_frac`` of fields are multi-hot with bags up to ``max_bag`` long. Seeded by
+    ``seed``. Raises ``ValueError`` if ``n_fields < 1`` or ``vocab_range`` is not ``1 <= lo <= hi``.
     """
     if n_fields < 1:
         raise ValueError(f"n_fields must be >= 1, got {n_fields}")
@@ -119,10 +128,12 @@ class Batch:
 
     @property
     def batch_size(self) -> int:
+        """``B``, the number of samples."""
         return int(self.lengths.shape[1])
 
     @property
     def n_fields(self) -> int:
+        """``F``, the number of categorical fields."""
         return int(self.lengths.shape[0])
 
     def offsets(self) -> torch.Tensor:
@@ -130,6 +141,7 @@ class Batch:
         return lengths_to_offsets(self.lengths.reshape(-1))
 
     def to(self, device: str | torch.device, non_blocking: bool = False) -> Batch:
+        """The batch with all four tensors on ``device``."""
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.ids, self.lengths, self.dense,
                                                                          self.labels)))
 
@@ -146,6 +158,8 @@ class Batch:
 
 
 def lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    """Bag offsets from bag lengths: int64 ``[n]`` -> int64 ``[n + 1]``, ``out[0] = 0``, ``out[i + 1] =
+    out[i] + lengths[i]`` (``out[:-1]`` is what ``embedding_bag`` takes)."""
     out = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
     torch.cumsum(lengths, 0, out=out[1:])
     return out
@@ -218,9 +232,11 @@ def check_ids(ids: torch.Tensor, fi: torch.Tensor, vocab_hi: torch.Tensor, schem
 
 # ---------------------------------------------------------------------------------------------- sampling
 def zipf_ranks(u: torch.Tensor, V: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Inverse-CDF sample of a (continuous-approximation) Zipf law ``p(r) ~ (r+1)^-alpha`` on ``[0, V)``.
+    """Inverse-CDF sample of a (continuous-approximation) Zipf law ``p(r) ~ (r+1)^-alpha`` on ``[0, V)``
+    (the skewed ID frequencies of PICASSO §II, card §2 (c)).
 
-    Vectorised over a per-element vocabulary ``V``; ``alpha = 0`` is uniform.
+    ``u`` uniform in ``[0, 1)`` and ``V`` int64, both ``[n]`` (a per-element vocabulary); returns int64 ranks
+    ``[n]`` in ``[0, V)``. ``alpha = 0`` is uniform.
     """
     Vf = V.to(torch.float64) + 1.0
     u = u.to(torch.float64)
@@ -233,7 +249,8 @@ def zipf_ranks(u: torch.Tensor, V: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def rank_to_id(rank: torch.Tensor, V: torch.Tensor, salt: torch.Tensor) -> torch.Tensor:
-    """A per-field bijection of ``[0, V)``: ``(rank * p + salt) mod V`` with prime ``p`` coprime to ``V``."""
+    """A per-field bijection of ``[0, V)``: ``(rank * p + salt) mod V`` with prime ``p`` coprime to ``V``;
+    ``rank``, ``V``, ``salt`` int64 ``[n]``, returns int64 IDs ``[n]`` (hot ranks scattered over the table)."""
     return (rank * (_PRIME % V) + salt) % V
 
 
@@ -248,7 +265,8 @@ def _mix64(x: torch.Tensor) -> torch.Tensor:
 
 
 def hashed_normal(keys: torch.Tensor, stream: int) -> torch.Tensor:
-    """Deterministic pseudo-normal values per integer key (Box-Muller over two hashed uniforms)."""
+    """Deterministic pseudo-normal values per integer key (Box-Muller over two hashed uniforms): int64
+    ``keys`` ``[n]`` -> float32 ``[n]``; ``stream`` selects an independent sequence."""
     a = _mix64(keys * 2 + (2 * stream + 1) * 1_000_003)
     b = _mix64(keys * 2 + 1 + (2 * stream + 1) * 1_000_003)
     ua = ((a >> 11) & ((1 << 52) - 1)).to(torch.float64) / float(1 << 52) * (1 - 1e-12) + 1e-12
@@ -272,6 +290,7 @@ class PlantedModel:
     bias: float = -1.0
 
     def logits(self, batch: Batch) -> torch.Tensor:
+        """The planted logit of every sample of ``batch``: ``[B]``."""
         dev = batch.ids.device
         B = batch.batch_size
         fi = batch.field_index()
@@ -290,7 +309,8 @@ class PlantedModel:
 
 class ClickLogGenerator:
     """Seeded generator of Criteo-like click-log batches for a :class:`Schema` (batch ``i`` is a pure
-    function of ``(seed, i)``, so every variant and every rerun sees the same data)."""
+    function of ``(seed, i)``, so every variant and every rerun sees the same data; card §8's data), on
+    ``device``."""
 
     def __init__(self, schema: Schema, seed: int = 0, device: str | torch.device = "cpu") -> None:
         self.schema, self.seed, self.device = schema, seed, torch.device(device)
@@ -301,7 +321,9 @@ class ClickLogGenerator:
         self.planted = PlantedModel(seed)
 
     def batch(self, i: int, batch_size: int) -> Batch:
-        """Batch number ``i`` (``batch_size`` samples), on the generator's device."""
+        """Batch number ``i`` (``batch_size`` samples), on the generator's device: ``ids`` ``[N]``,
+        ``lengths`` ``[F, B]``, ``dense`` ``[B, 13]``, ``labels`` ``[B]``. Raises ``ValueError`` if
+        ``batch_size < 1``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         s = self.schema
@@ -322,11 +344,14 @@ class ClickLogGenerator:
         return b.to(self.device) if self.device.type != "cpu" else b
 
     def batches(self, n: int, batch_size: int, start: int = 0) -> list[Batch]:
+        """Batches ``start .. start + n - 1`` (:meth:`batch`)."""
         return [self.batch(start + i, batch_size) for i in range(n)]
 
 
 def split_batch(batch: Batch, m: int) -> list[Batch]:
-    """Split a batch into ``m`` micro-batches of consecutive samples (for interleaving), vectorised."""
+    """Split a batch of ``B`` samples into ``m`` micro-batches of consecutive samples (about ``B / m`` each,
+    for PICASSO §IV "Interleaving"), vectorised; each keeps the field-major layout. Raises ``ValueError``
+    unless ``1 <= m <= B``."""
     B = batch.batch_size
     if not 1 <= m <= B:
         raise ValueError(f"micro-batches m must be in [1, batch size {B}], got {m}")

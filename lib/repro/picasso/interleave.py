@@ -15,6 +15,12 @@ embedding gradients are accumulated as a list of micro-batch parts joined once b
 concatenation, left uncoalesced), not by autograd's sparse ``+=``, which rebuilds the sum at every
 micro-batch and cost about 25x a concatenation here (HybridBackend's ``PipelinedOptimizer`` accumulates
 micro-batch gradients before one update likewise).
+
+:func:`run_micro_batches` is that schedule: the forward and backward passes of one step's micro-batches,
+sequential or interleaved. The step around it (zero the gradients, split the batch, run the schedule,
+one optimizer update) is :func:`~repro.picasso.training.train_step`, with the training loop.
+
+Layer: depends on :mod:`.data`, :mod:`.embedding` and :mod:`.models`; :mod:`.training` builds on it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .data import Batch, split_batch
+from .data import Batch
 from .embedding import Pooled
 from .models import RecModel
 
@@ -45,39 +51,10 @@ def _executor() -> ThreadPoolExecutor:
 
 
 @dataclass
-class Optimizers:
-    """Embedding optimizer (sparse SGD, cached SGD, or none when fused into backward) + dense optimizer."""
-
-    emb: Any
-    dense: torch.optim.Optimizer
-
-    def zero_grad(self) -> None:
-        if self.emb is not None:
-            self.emb.zero_grad(set_to_none=True)
-        self.dense.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        if self.emb is not None:
-            self.emb.step()
-        self.dense.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Both optimizers' states (Adam's moments, learning rates), for resuming training exactly."""
-        return {"emb": None if self.emb is None else self.emb.state_dict(), "dense": self.dense.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (state["emb"] is None) != (self.emb is None):
-            raise ValueError("optimizer state: the saved and the current embedding optimizer differ "
-                             f"(saved {'none' if state['emb'] is None else 'one'}, "
-                             f"current {'none' if self.emb is None else 'one'})")
-        if self.emb is not None:
-            self.emb.load_state_dict(state["emb"])
-        self.dense.load_state_dict(state["dense"])
-
-
-@dataclass
 class Timeline:
-    """Per-micro-batch stage records: ``(micro_batch, stage, thread, start_s, end_s)`` from the step start."""
+    """Per-micro-batch stage records of one step: dicts ``{micro_batch, stage, thread, start, end}``, times in
+    seconds from the step's start (``t0``, ``time.perf_counter``). ``sync``: on CUDA, synchronise around each
+    stage so times are execution, not enqueue, times."""
 
     t0: float = field(default_factory=time.perf_counter)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -85,6 +62,7 @@ class Timeline:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def span(self, mb: int, stage: str, device: torch.device):
+        """Context manager that records one event: stage ``stage`` of micro-batch ``mb`` on this thread."""
         tl = self
 
         class _Span:
@@ -113,12 +91,16 @@ class _NoSpan:
         return False
 
 
-def _span(tl: Timeline | None, mb: int, stage: str, device: torch.device):
+def stage_span(tl: Timeline | None, mb: int, stage: str, device: torch.device):
+    """``tl.span(mb, stage, device)``, or a context that records nothing when ``tl`` is ``None``."""
     return tl.span(mb, stage, device) if tl is not None else _NoSpan()
 
 
 def bce_sum(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torch.Tensor:
-    """Micro-batch share of the mean binary cross-entropy of the whole batch: ``sum BCE / B``."""
+    """Micro-batch share of the mean binary cross-entropy of the whole batch: ``sum_b BCE_b / total``.
+
+    ``logits``, ``labels`` ``[B_i]`` (the micro-batch), ``total`` = ``B`` (the whole batch); returns a scalar.
+    Summed over the micro-batches it is the whole batch's mean loss, so their gradients add up to its."""
     return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / total
 
 
@@ -133,12 +115,14 @@ class SparseGradParts:
         self.parts: dict[int, list[torch.Tensor]] = {}
 
     def take(self) -> None:
+        """Move each parameter's sparse ``.grad`` (after one micro-batch's backward) into the parts."""
         for i, p in enumerate(self.params):
             if p.grad is not None and p.grad.is_sparse:
                 self.parts.setdefault(i, []).append(p.grad)
                 p.grad = None
 
     def join(self) -> None:
+        """Leave each parameter's ``.grad`` = its parts concatenated (``nnz = sum of the parts' nnz``)."""
         for i, gs in self.parts.items():
             p = self.params[i]
             if p.grad is not None:
@@ -149,26 +133,23 @@ class SparseGradParts:
         self.parts = {}
 
 
-def train_step(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches: int = 1,
-               interleave: bool = False, timeline: Timeline | None = None) -> float:
-    """One training step (forward, backward, optimizer) over ``batch``; returns the batch's mean loss.
+def run_micro_batches(model: RecModel, mbs: list[Batch], total: int, *, interleave: bool = False,
+                      timeline: Timeline | None = None, sparse: SparseGradParts | None = None) -> list[torch.Tensor]:
+    """Forward and backward passes of one step's micro-batches ``mbs`` (PICASSO §IV "Interleaving", card
+    claim P-3), accumulating gradients; no optimizer step. Returns each micro-batch's loss share (detached
+    scalars, :func:`bce_sum` over ``total`` samples: they sum to the whole batch's mean loss).
 
-    ``micro_batches`` > 1 accumulates gradients over consecutive micro-batches; ``interleave`` runs the
-    embedding forward of micro-batch ``i + 1`` concurrently with the dense stage of micro-batch ``i``.
-    Every embedding stage refuses IDs outside their field's vocabulary (a ``ValueError`` naming the field,
-    the ID and the range); a step that fails in any micro-batch drops its partial gradients and updates
-    nothing.
+    ``interleave`` runs the embedding forward of micro-batch ``i + 1`` on a worker thread (on CUDA: a side
+    stream) while the dense stage of micro-batch ``i`` runs; ``sparse`` collects the sparse embedding
+    gradients per micro-batch. Re-raises whatever a micro-batch raises (a stage's
+    :class:`~repro.picasso.data.BatchError` for an out-of-range ID) after any in-flight embedding finished,
+    leaving the gradients of the micro-batches already run for the caller to drop.
     """
-    device = batch.ids.device
-    cuda = device.type == "cuda"
-    opt.zero_grad()
-    mbs = split_batch(batch, micro_batches)
-    B = batch.batch_size
-    side = torch.cuda.Stream(device) if (cuda and interleave) else None
-    sparse = SparseGradParts(model.emb.sparse_parameters()) if micro_batches > 1 else None
+    device = mbs[0].ids.device
+    side = torch.cuda.Stream(device) if (device.type == "cuda" and interleave) else None
 
-    def embed(i: int) -> tuple[Pooled, Any]:
-        with _span(timeline, i, "embedding", device):
+    def embed(i: int) -> tuple[Pooled, Any]:  # the embedding stage (worker thread when interleaved)
+        with stage_span(timeline, i, "embedding", device):
             if side is not None:
                 side.wait_stream(torch.cuda.current_stream(device))
                 with torch.cuda.stream(side):
@@ -178,16 +159,18 @@ def train_step(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches:
                 return pooled, ev
             return model.embed(mbs[i]), None
 
-    def consume(i: int, pooled: Pooled, ev: Any) -> torch.Tensor:
+    def consume(i: int, pooled: Pooled, ev: Any) -> torch.Tensor:  # the dense stage, then embedding backward
         if ev is not None:
             torch.cuda.current_stream(device).wait_event(ev)
             for t in pooled.tensors():
                 t.record_stream(torch.cuda.current_stream(device))
-        with _span(timeline, i, "dense", device):
+        with stage_span(timeline, i, "dense", device):
+            # cut the graph at the pooled embeddings: G x (B_i, F_g, d_g) and (B_i,) become leaves
             leaves = [t.detach().requires_grad_() for t in pooled.tensors()]
-            loss = bce_sum(model.head(Pooled.from_tensors(leaves), mbs[i].dense), mbs[i].labels, B)
+            loss = bce_sum(model.head(Pooled.from_tensors(leaves), mbs[i].dense), mbs[i].labels, total)
             loss.backward()
-        with _span(timeline, i, "embedding_backward", device):
+        with stage_span(timeline, i, "embedding_backward", device):
+            # push the leaves' gradients through the embedding stage (into its tables' sparse grads)
             outs = [(t, x.grad) for t, x in zip(pooled.tensors(), leaves, strict=True)
                     if t.requires_grad and x.grad is not None]
             if outs:
@@ -196,36 +179,26 @@ def train_step(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches:
                 sparse.take()
         return loss.detach()
 
+    m = len(mbs)
     losses = []
     fut = None
     try:
-        if interleave and micro_batches > 1:
+        if interleave and m > 1:
+            # Interleaving (PICASSO §IV): embed(i + 1) on the worker overlaps consume(i) on the main
+            # thread, so m micro-batches take about  E + (m - 1) * max(E, D) + D  instead of  m * (E + D)
+            # (E, D: one micro-batch's embedding and dense times), given hardware to run both at once.
             ex = _executor()
             fut = ex.submit(embed, 0)
-            for i in range(micro_batches):
+            for i in range(m):
                 pooled, ev = fut.result()
-                if i + 1 < micro_batches:
-                    fut = ex.submit(embed, i + 1)
-                losses.append(consume(i, pooled, ev))
+                if i + 1 < m:
+                    fut = ex.submit(embed, i + 1)  # micro-batch i + 1's lookups start ...
+                losses.append(consume(i, pooled, ev))  # ... while micro-batch i's dense stage runs
         else:
-            for i in range(micro_batches):
+            for i in range(m):
                 losses.append(consume(i, *embed(i)))
     except BaseException:
-        if fut is not None:  # let an in-flight embedding finish before dropping what it recorded
+        if fut is not None:  # let an in-flight embedding finish before the caller drops what it recorded
             wait([fut])
-        opt.zero_grad()  # no partial step: earlier micro-batches' gradients (and a cache's working sets) go
         raise
-    with _span(timeline, micro_batches - 1, "optimizer", device):
-        if sparse is not None:
-            sparse.join()
-        opt.step()
-    return float(torch.stack(losses).sum())
-
-
-def record_timeline(model: RecModel, opt: Optimizers, batch: Batch, *, micro_batches: int = 4,
-                    interleave: bool = True, sync: bool = False) -> list[dict[str, Any]]:
-    """Run one step and return its stage timeline (one record per micro-batch and stage, with thread
-    names and start/end seconds), for plotting the overlap interleaving buys."""
-    tl = Timeline(sync=sync)
-    train_step(model, opt, batch, micro_batches=micro_batches, interleave=interleave, timeline=tl)
-    return sorted(tl.events, key=lambda e: e["start"])
+    return losses

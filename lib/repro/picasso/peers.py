@@ -9,10 +9,15 @@
 only its column 0 is used, the others stay zero).
 
 Both need ``torchrec`` / ``fbgemm_gpu`` (``fbgemm-gpu-cpu==1.8.0`` with torch 2.13); :func:`available`
-says whether they import. The core of the workbook never needs them.
+says whether they import. The core of the workbook never needs them. Both are peers of PICASSO §IV's
+packing (card §7): TorchRec's unsharded EBC is the per-table execution, FBGEMM's TBE a K-packed kernel.
+
+Layer: depends on :mod:`.data` and :mod:`.embedding`.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -20,7 +25,32 @@ from .data import Batch, Schema
 from .embedding import EmbeddingStage, Pooled, init_field_tables
 
 
+class _DropFxTracingNotice(logging.Filter):
+    """Drops torch's one-time ``is_fx_tracing will return true for both fx.symbolic_trace and torch.export``
+    notice (logger ``torch.fx._symbolic_trace``; every other record passes).
+
+    Every ``KeyedJaggedTensor`` TorchRec builds goes through ``torch.fx``'s ``ProxyableClassMeta.__call__``,
+    which calls the deprecated ``torch.fx._symbolic_trace.is_fx_tracing()``; its first call in a process logs
+    that notice as a warning (``W... torch/fx/_symbolic_trace.py:56] is_fx_tracing will ...``), printed into
+    whatever output is current (a notebook's cell). It concerns TorchRec's call, not this workbook, and says
+    nothing about the run; the call is in TorchRec, so the notice is stopped here, on the way out of the
+    logger that emits it, when the TorchRec peer is built."""
+
+    NOTICE = "is_fx_tracing will return true for both fx.symbolic_trace and torch.export"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTICE)
+
+
+def _quiet_fx_tracing_notice() -> None:
+    """Install :class:`_DropFxTracingNotice` on ``torch.fx._symbolic_trace``'s logger (once)."""
+    logger = logging.getLogger("torch.fx._symbolic_trace")
+    if not any(isinstance(f, _DropFxTracingNotice) for f in logger.filters):
+        logger.addFilter(_DropFxTracingNotice())
+
+
 def available() -> dict[str, bool]:
+    """Which peers import: ``{"torchrec": bool, "fbgemm": bool}`` (any import failure counts as absent)."""
     out = {}
     try:
         import torchrec  # noqa: F401
@@ -38,7 +68,8 @@ def available() -> dict[str, bool]:
 
 
 class _TableOrderStage(EmbeddingStage):
-    """Output ``[B, sum d_f]`` in field order -> :class:`Pooled` groups (one column gather per group)."""
+    """Output ``[B, sum d_f]`` in field order -> :class:`Pooled` groups ``[B, F_g, d_g]`` (one column gather
+    per group)."""
 
     def _setup_columns(self, device) -> None:
         starts = [0]
@@ -55,11 +86,19 @@ class _TableOrderStage(EmbeddingStage):
 
 
 class TorchRecEBCStage(_TableOrderStage):
+    """TorchRec's ``EmbeddingBagCollection``, unsharded and unfused (one ``nn.EmbeddingBag`` per table: the
+    per-field execution of PICASSO §II, as a peer), deep ``[V_f, d_f]`` and wide ``[V_f, 1]`` tables from
+    ``tables`` (or :func:`~repro.picasso.embedding.init_field_tables` of ``seed``). Raises ``ImportError``
+    without ``torchrec``; ``forward`` raises :class:`~repro.picasso.data.BatchError` for an ID outside its
+    field's vocabulary."""
+
     kind = "torchrec_ebc"
 
     def __init__(self, schema: Schema, seed: int = 0, device: str | torch.device = "cpu", tables=None) -> None:
         super().__init__(schema)
         from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+
+        _quiet_fx_tracing_notice()  # every KeyedJaggedTensor of forward() would print it once
 
         deep, wide = tables or init_field_tables(schema, seed)
         dev = torch.device(device)
@@ -80,6 +119,8 @@ class TorchRecEBCStage(_TableOrderStage):
         self._setup_columns(dev)
 
     def forward(self, batch: Batch) -> Pooled:
+        """Build a ``KeyedJaggedTensor`` from the batch (``values`` ``[N]``, ``lengths`` ``[F * B]``) and run
+        both collections: deep ``[B, sum d_f]`` -> groups, wide ``[B, F]`` summed to ``[B]``."""
         from torchrec import KeyedJaggedTensor
 
         self.check_ids(batch)  # unchecked, EBC raises a RuntimeError that names no field
@@ -102,6 +143,12 @@ class TorchRecEBCStage(_TableOrderStage):
 
 
 class FBGEMMTBEStage(_TableOrderStage):
+    """FBGEMM's fused table-batched embedding (TBE: all tables in one buffer, one lookup-and-pool kernel,
+    exact SGD with learning rate ``lr`` fused into backward: a K-packing peer, PICASSO §IV / card §7). The
+    wide tables are 4 wide (TBE needs ``d % 4 == 0``), only column 0 used. Raises ``ImportError`` without
+    ``fbgemm_gpu``; ``forward`` raises :class:`~repro.picasso.data.BatchError` for an ID outside its field's
+    vocabulary."""
+
     kind = "fbgemm_tbe"
     fused_optimizer = True
 
@@ -134,6 +181,8 @@ class FBGEMMTBEStage(_TableOrderStage):
         self._setup_columns(dev)
 
     def forward(self, batch: Batch) -> Pooled:
+        """One TBE call per collection on ``(ids [N], offsets [F * B + 1])``: deep ``[B, sum d_f]`` -> groups,
+        wide ``[B, 4F]`` -> column 0 of each field, summed to ``[B]``."""
         self.check_ids(batch)  # unchecked, TBE logs an error and reads row 0 instead
         offsets = batch.offsets()
         deep = self.tbe(batch.ids, offsets)

@@ -1,14 +1,25 @@
-"""Fitting a D-CPT law the paper's way (App. E.3), with metrics, generalisation splits and bootstrap.
+"""Fitting a D-CPT law the paper's way (App. E.3): the points, the metrics, the fit.
 
-Objective: the sum over points of Huber_delta(log L_hat - log L), delta = 1e-3, minimised by L-BFGS
-(scipy's L-BFGS-B, bounds only where the law needs them: eps > 0, and gamma > 0 where C0 is used).
-Starts: the paper's initialisation grid (277,830 points for L3). Running L-BFGS from every grid point
-is far beyond a CPU notebook, so the whole grid (or a seeded random subset of it, ``grid_size``) is
-*evaluated* -- vectorised, in chunks -- and L-BFGS runs from the ``n_starts`` best grid points; the
-best local minimum wins.
+- :class:`Points`  observed losses L at (N, D, r), one row per evaluation, length n
+- :func:`huber`, :func:`r2`  the metrics (Huber on log-loss residuals; R^2 on raw losses)
+- :func:`fit` -> :class:`Fit`  Huber(delta = 1e-3) on log residuals, L-BFGS from the initialisation grid
+
+Objective (App. E.3): ``sum_i Huber_delta(log L_hat(N_i, D_i, r_i) - log L_i)`` with delta = 1e-3, minimised by
+L-BFGS (scipy's L-BFGS-B, bounds only where the law needs them: eps > 0, and gamma > 0 where C0 is used).
+Starts: the paper's initialisation grid (277,830 points for L3; :data:`repro.dcpt.laws.LOG_COEF` and its
+neighbours). Running L-BFGS from every grid point is far beyond a CPU notebook, so the whole grid (or a seeded
+random subset of it, ``grid_size``) is *evaluated* -- vectorised, in chunks -- and L-BFGS runs from the
+``n_starts`` best grid points; the best local minimum wins.
 
 Metrics: R^2 on the raw loss; Huber(delta = 1e-3) on log-loss residuals, reported as the mean per
 point (the paper does not say how it normalises its reported Huber); AIC/BIC from the log residuals.
+
+Units: the functions are unit-agnostic. The paper measures N in billions of parameters and D in billions of
+tokens; notebook 03 (:func:`repro.dcpt.grid.points`) gives N in millions of non-embedding parameters and D in
+millions of tokens, so that the initialisation grid sits at the same magnitudes. Losses are in nats per token.
+
+Held-out fits (Tables 2-4, 8) are in :mod:`repro.dcpt.generalise`, the bootstrap over runs in
+:mod:`repro.dcpt.resample`, the process pool in :mod:`repro.dcpt.parallel`.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +54,11 @@ class Points:
     """Observed losses ``L`` at model size ``N``, data size ``D``, ratio ``r`` (one row per evaluation).
 
     ``run`` names the training run a row comes from (bootstrap resamples runs, not rows); ``domain``
-    and the probe features ``k1, k2, k3`` are needed only by the cross-domain law.
+    and the probe features ``k1, k2, k3`` are needed only by the cross-domain law. Every field is a 1-D array of
+    length n. Units are the caller's (notebook 03: N in millions of non-embedding parameters, D in millions of
+    tokens, L in nats per token; the paper: billions). Raises ``ValueError`` for a missing N, D, r or L, arrays of
+    other lengths or dimensions, non-finite values, r outside [0, 1], N, D, L, k1, k2 or k3 not positive, or no
+    rows; ``TypeError`` for values that are not numbers.
     """
 
     N: np.ndarray
@@ -96,7 +111,8 @@ class Points:
         return len(self.L)
 
     def subset(self, mask: np.ndarray) -> Points:
-        """The rows where the boolean ``mask`` (one entry per row) is true, or the rows at integer indices."""
+        """The rows where the boolean ``mask`` (one entry per row) is true, or the rows at integer indices.
+        ``ValueError`` for a mask of the wrong length or indices out of range, ``TypeError`` for another dtype."""
         mask = np.asarray(mask)
         if mask.dtype == bool:
             if mask.shape != (self.n,):
@@ -110,7 +126,8 @@ class Points:
                          for k in ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3")})
 
     def X(self, d_min: float) -> dict[str, np.ndarray]:
-        """The law's inputs: N, D, r, their logs, D_min (positive), and the probe features present."""
+        """The law's inputs (:meth:`repro.dcpt.laws.Law.log_predict`): N, D, r, lN = log N, lD = log D (length n),
+        the scalar D_min (App. E.3's constraint), and the probe features present. ``ValueError`` for d_min <= 0."""
         d_min = _check.positive("d_min", d_min)
         X = {"N": self.N, "D": self.D, "r": self.r, "lN": np.log(self.N), "lD": np.log(self.D), "d_min": d_min}
         for k in ("k1", "k2", "k3"):
@@ -122,7 +139,9 @@ class Points:
     def from_frame(cls, df: Any, **columns: str) -> Points:
         """From a table with columns N, D, r, L (rename with keyword arguments, e.g. ``L="loss"``).
 
-        N, D, r, L must be there; run, domain, k1, k2, k3 are taken where the table has them."""
+        N, D, r, L must be there; run, domain, k1, k2, k3 are taken where the table has them. ``ValueError`` for a
+        missing column, ``TypeError`` for an unknown field or a ``df`` that is not a table, and what
+        :class:`Points` raises."""
         fields = ("N", "D", "r", "L", "run", "domain", "k1", "k2", "k3")
         unknown = sorted(set(columns) - set(fields))
         if unknown:
@@ -145,14 +164,17 @@ def _huber(residual: np.ndarray, delta: float) -> np.ndarray:
 
 
 def huber(residual: np.ndarray, delta: float = DELTA) -> np.ndarray:
-    """Huber loss per residual: r^2/2 inside [-delta, delta], delta(|r| - delta/2) outside."""
+    """Huber loss per residual (App. E.3's objective, delta = 1e-3 on log-loss residuals): r^2/2 inside
+    [-delta, delta], delta(|r| - delta/2) outside; the shape of ``residual``. ``ValueError`` for delta <= 0 or
+    non-finite residuals."""
     delta = _check.positive("delta", delta)
     return _huber(_check.array("residual", residual), delta)
 
 
 def r2(L: np.ndarray, L_hat: np.ndarray) -> float:
-    """Coefficient of determination of predictions ``L_hat`` for observed ``L`` (NaN when L is constant:
-    R^2 is undefined there)."""
+    """Coefficient of determination of predictions ``L_hat`` for observed ``L`` (the paper's R^2, Tables 2-4),
+    1 - SS_res/SS_tot on the raw losses, arrays of one shape. NaN when L is constant: R^2 is undefined there.
+    ``ValueError`` for shapes that differ, empty or non-finite arrays."""
     L, L_hat = _check.array("L", L), _check.array("L_hat", L_hat)
     if L.shape != L_hat.shape or L.size == 0:
         raise ValueError(f"L and L_hat must have the same non-empty shape, got {L.shape} and {L_hat.shape}")
@@ -176,7 +198,7 @@ class Fit:
     optimum) say how it ended."""
 
     law: Law
-    theta: np.ndarray
+    theta: np.ndarray  # [P], fit-space (law.names)
     d_min: float
     objective: float  # sum of Huber over the fitted points
     n: int
@@ -194,19 +216,23 @@ class Fit:
         return points.X(self.d_min)
 
     def log_predict(self, points: Points) -> np.ndarray:
+        """log L of the fitted law at ``points``, length ``points.n``. ``TypeError`` for points not :class:`Points`."""
         return self.law.log_predict(self.theta, self._points(points))[0][0]
 
     def predict(self, points: Points) -> np.ndarray:
+        """L of the fitted law at ``points`` (nats per token where the points are), length ``points.n``."""
         return np.exp(self.log_predict(points))
 
     def metrics(self, points: Points) -> dict[str, float]:
-        """R^2 (raw loss), mean Huber on log residuals, RMSE of log residuals, on any points."""
+        """R^2 (raw loss), mean Huber (delta = 1e-3) on log residuals, RMSE of log residuals, and n, on any points
+        (the metrics of Tables 2-4)."""
         res = self.log_predict(points) - np.log(points.L)
         return {"r2": r2(points.L, np.exp(self.log_predict(points))), "huber": float(np.mean(_huber(res, DELTA))),
                 "rmse_log": float(np.sqrt(np.mean(res**2))), "n": points.n}
 
     def information(self, points: Points) -> dict[str, float]:
-        """AIC and BIC from Gaussian log residuals: n log(RSS/n) + 2k, + k log n."""
+        """AIC and BIC from Gaussian log residuals: n log(RSS/n) + 2k, + k log n (k = the law's parameter count;
+        a workbook addition, the paper does not report them)."""
         res = self.log_predict(points) - np.log(points.L)
         n, k = points.n, self.law.n_params
         base = n * math.log(max(float(np.sum(res**2)), 1e-300) / n)
@@ -229,7 +255,8 @@ def _objective(law: Law, X: dict[str, np.ndarray], logL: np.ndarray, delta: floa
 
 def projected_gradient(g: np.ndarray, x: np.ndarray, bounds: Sequence[tuple[float | None, float | None]]) -> np.ndarray:
     """The gradient with the components that push against an active bound set to 0 (first-order optimality
-    under bounds: this is 0 at a constrained minimum)."""
+    under bounds: this is 0 at a constrained minimum). ``g`` and ``x`` of length P, ``bounds`` P (lo, hi) pairs
+    (None for no bound); returns length P."""
     pg = np.array(g, dtype=float)
     for j, (lo, hi) in enumerate(bounds):
         if (lo is not None and x[j] <= lo and pg[j] > 0) or (hi is not None and x[j] >= hi and pg[j] < 0):
@@ -238,7 +265,10 @@ def projected_gradient(g: np.ndarray, x: np.ndarray, bounds: Sequence[tuple[floa
 
 
 def grid_starts(law: Law, grid_size: int | None = None, seed: int = 0) -> np.ndarray:
-    """The law's initialisation grid (all of it, or ``grid_size`` seeded random points), clipped to bounds."""
+    """The law's initialisation grid (App. E.3: the product of ``law.grid``'s value sets, 277,830 points for L3;
+    all of it, or ``grid_size`` seeded random points), clipped to bounds and without repeats: [S, P]. Raises
+    ``ValueError`` for grid_size < 1 or a full grid over 2,000,000 points, ``TypeError`` for a law that is not a
+    :class:`repro.dcpt.laws.Law`."""
     check_law(law)
     grid_size = _check.optional_integer("grid_size", grid_size, 1)
     seed = _check.integer("seed", seed, 0)
@@ -259,7 +289,9 @@ def grid_starts(law: Law, grid_size: int | None = None, seed: int = 0) -> np.nda
 
 def grid_objective(law: Law, starts: np.ndarray, X: dict[str, np.ndarray], logL: np.ndarray,
                    delta: float = DELTA, chunk_cells: int = 4_000_000) -> np.ndarray:
-    """Sum of Huber at each start row, vectorised over starts in chunks (inf where the law overflows)."""
+    """Sum of Huber (App. E.3's objective) at each start row of ``starts`` [S, P] against ``logL`` [n] at the
+    points ``X``, vectorised over starts in chunks of about ``chunk_cells`` values: [S], inf where the law
+    overflows. ``ValueError`` for delta <= 0, chunk_cells < 1, or arrays of the wrong dimension."""
     check_law(law)
     starts = _check.array("starts", starts, ndim=2)
     logL = _check.array("logL", logL, ndim=1)
@@ -278,11 +310,15 @@ def grid_objective(law: Law, starts: np.ndarray, X: dict[str, np.ndarray], logL:
 def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None = None, seed: int = 0,
         delta: float = DELTA, d_min: float | None = None, extra_starts: Sequence[np.ndarray] = (),
         maxiter: int = MAXITER) -> Fit:
-    """Fit ``law`` to ``points``: evaluate the initialisation grid, L-BFGS from the best ``n_starts``.
+    """Fit ``law`` to ``points`` the paper's way (App. E.3): evaluate the initialisation grid, L-BFGS from the best
+    ``n_starts`` (plus ``extra_starts``, each of length P), minimising the sum of Huber_delta on log residuals.
 
     ``d_min``: D_min of the constraint trick, by default the smallest D of the points; it must be positive and
     not above the smallest D (the constraint only holds for D >= D_min). Raises ``ValueError`` when no start
-    reaches a finite objective (the law overflows everywhere L-BFGS went); see :class:`Fit` for ``converged``.
+    reaches a finite objective (the law overflows everywhere L-BFGS went), for n_starts < 0, grid_size < 1,
+    maxiter < 1, delta <= 0, n_starts = 0 without extra starts, an extra start of the wrong length, no more points
+    than parameters, or missing probe features; ``TypeError`` for a law or points of the wrong type. See
+    :class:`Fit` for ``converged``.
     """
     check_law(law)
     _check.instance("points", points, Points)
@@ -359,218 +395,3 @@ def fit(law: Law, points: Points, *, n_starts: int = 32, grid_size: int | None =
     message = best.message if isinstance(best.message, str) else best.message.decode()
     return Fit(law, theta, d_min, float(best.fun) * delta, points.n, len(chosen), len(starts),
                time.perf_counter() - t0, converged, params, message=message, iterations=iterations, grad_norm=pg)
-
-
-# -- generalisation protocols -----------------------------------------------------------------------
-Split = tuple[str, np.ndarray, np.ndarray]  # (name, train mask, test mask)
-
-
-def ratio_splits(points: Points, n_test: int = 2) -> list[Split]:
-    """Fit on all ratios but ``n_test``, test on those: every combination (36 for 9 ratios and 2)."""
-    _check.instance("points", points, Points)
-    n_test = _check.integer("n_test", n_test, 1)
-    ratios = np.unique(points.r)
-    if len(ratios) <= n_test:
-        raise ValueError(f"need more than {n_test} distinct ratios, got {len(ratios)}")
-    out = []
-    for held in itertools.combinations(ratios, n_test):
-        test = np.isin(points.r, held)
-        out.append(("r=" + ",".join(f"{h:g}" for h in held), ~test, test))
-    return out
-
-
-def thirds_splits(points: Points) -> list[Split]:
-    """Split each run's points into three contiguous thirds of D; fold i tests third i."""
-    _check.instance("points", points, Points)
-    if points.run is None:
-        raise ValueError("thirds_splits needs the run of every point")
-    third = np.zeros(points.n, dtype=int)
-    for run in np.unique(points.run):
-        idx = np.flatnonzero(points.run == run)
-        idx = idx[np.argsort(points.D[idx], kind="stable")]
-        third[idx] = np.minimum(np.arange(len(idx)) * 3 // max(len(idx), 1), 2)
-    return [(f"third {i + 1}", third != i, third == i) for i in range(3)]
-
-
-def size_splits(points: Points) -> list[Split]:
-    """Leave one model size out."""
-    _check.instance("points", points, Points)
-    sizes = np.unique(points.N)
-    if len(sizes) < 2:
-        raise ValueError("need at least two model sizes")
-    return [(f"N={s:g}", points.N != s, points.N == s) for s in sizes]
-
-
-def domain_splits(points: Points, n_test: int = 2) -> list[Split]:
-    """Fit on all domains but ``n_test``, test on those (15 splits for 6 domains and 2)."""
-    _check.instance("points", points, Points)
-    n_test = _check.integer("n_test", n_test, 1)
-    if points.domain is None:
-        raise ValueError("domain_splits needs the domain of every point")
-    domains = np.unique(points.domain)
-    if len(domains) <= n_test:
-        raise ValueError(f"need more than {n_test} domains, got {len(domains)}")
-    out = []
-    for held in itertools.combinations(domains, n_test):
-        test = np.isin(points.domain, held)
-        out.append(("held out " + ",".join(map(str, held)), ~test, test))
-    return out
-
-
-def _cv_one(law_name: str, points: Points, split: Split, fit_kw: dict[str, Any], predict: bool = False
-            ) -> dict[str, Any]:
-    from .laws import get_law
-
-    law = get_law(law_name)
-    name, train, test = split
-    tr, te = points.subset(train), points.subset(test)
-    f = fit(law, tr, d_min=float(points.D.min()), **fit_kw)
-    m_te, m_tr = f.metrics(te), f.metrics(tr)
-    row = {"law": law.name, "split": name, "n_train": tr.n, "n_test": te.n,
-           "r2_test": m_te["r2"], "huber_test": m_te["huber"], "rmse_log_test": m_te["rmse_log"],
-           "r2_train": m_tr["r2"], "huber_train": m_tr["huber"], "converged": f.converged}
-    if predict:
-        row["predicted"] = f.predict(te)
-    return row
-
-
-def _fit_named(law_name: str, points: Points, fit_kw: dict[str, Any]) -> Fit:
-    from .laws import get_law
-
-    return fit(get_law(law_name), points, **fit_kw)
-
-
-def _one_blas_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="blas")
-
-
-def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 1) -> list[Any]:
-    """``[fn(*t) for t in tasks]``, in ``jobs`` forked worker processes when ``jobs > 1`` (order kept).
-
-    The fits' linear algebra is tiny, so a multi-threaded BLAS only spins: every process here runs it on one
-    thread (measured on 2 cores: 7x faster with two workers than with each worker's default BLAS pool).
-    """
-    from threadpoolctl import threadpool_limits
-
-    _check.callable_("fn", fn)
-    jobs = _check.integer("jobs", jobs, 1)
-    tasks = list(tasks)
-    if not all(isinstance(t, tuple) for t in tasks):
-        raise TypeError("tasks must be a sequence of argument tuples")
-    if jobs <= 1 or len(tasks) <= 1:
-        with threadpool_limits(1, user_api="blas"):
-            return [fn(*t) for t in tasks]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
-                             initializer=_one_blas_thread) as ex:
-        return list(ex.map(fn, *zip(*tasks, strict=True), chunksize=max(1, len(tasks) // (4 * jobs))))
-
-
-def check_splits(points: Points, splits: Sequence[Split]) -> list[Split]:
-    """Each split a (name, train mask, test mask) with boolean masks over ``points``, both non-empty."""
-    out = []
-    for i, sp in enumerate(splits):
-        if not (isinstance(sp, tuple | list) and len(sp) == 3):
-            raise TypeError(f"splits[{i}] must be (name, train mask, test mask), got {sp!r:.80}")
-        name, train, test = sp
-        train, test = np.asarray(train), np.asarray(test)
-        for what, m in (("train", train), ("test", test)):
-            if m.dtype != bool or m.shape != (points.n,):
-                raise ValueError(f"splits[{i}] ({name}): the {what} mask must be boolean with one entry per point "
-                                 f"({points.n}), got dtype {m.dtype}, shape {m.shape}")
-            if not m.any():
-                raise ValueError(f"splits[{i}] ({name}): the {what} mask selects no point")
-        out.append((name, train, test))
-    return out
-
-
-def cross_validate(law: Law, points: Points, splits: list[Split], jobs: int = 1, predict: bool = False,
-                   **fit_kw: Any) -> list[dict[str, Any]]:
-    """Fit on each split's training points; metrics on its held-out points (and on its training points).
-
-    ``jobs > 1`` fits the splits in that many worker processes (same results, in split order); ``predict``
-    adds each split's predictions for its held-out points (``predicted``).
-    """
-    check_law(law)
-    _check.instance("points", points, Points)
-    splits = check_splits(points, splits)
-    if "d_min" in fit_kw:
-        raise TypeError("cross_validate sets d_min itself (the smallest D of all points)")
-    return parallel_map(_cv_one, [(law.name, points, s, fit_kw, predict) for s in splits], jobs)
-
-
-# -- bootstrap over runs --------------------------------------------------------------------------------
-def resample_runs(points: Points, pick: Sequence[str]) -> Points:
-    """The points of the runs ``pick`` (drawn with replacement: a run drawn twice appears twice)."""
-    _check.instance("points", points, Points)
-    if points.run is None:
-        raise ValueError("resample_runs needs the run of every point")
-    pick = np.asarray(pick)
-    if pick.ndim != 1 or pick.size == 0:
-        raise ValueError(f"pick must name at least one run, got {pick!r:.80}")
-    unknown = sorted(set(pick.tolist()) - set(points.run.tolist()))
-    if unknown:
-        raise ValueError(f"pick names runs that are not in the points: {unknown[:5]}")
-    return points.subset(np.concatenate([np.flatnonzero(points.run == r) for r in pick]))
-
-
-def bootstrap(law: Law, points: Points, base: Fit, n_boot: int = 100, seed: int = 0,
-              derived: dict[str, Callable[[Fit], float]] | None = None, n_starts: int = 4,
-              grid_size: int = 2000, progress: Any = None) -> dict[str, np.ndarray]:
-    """Refit on runs drawn with replacement; returns arrays of every natural parameter and derived value.
-
-    Each refit starts from the full-data optimum and from the ``n_starts`` best points of a
-    ``grid_size`` subsample of the grid. A draw whose refit fails (``ValueError``) is left out.
-    """
-    check_law(law)
-    _check.instance("points", points, Points)
-    _check.instance("base", base, Fit)
-    if base.law.name != law.name:
-        raise ValueError(f"base is a fit of {base.law.name}, not of {law.name}")
-    n_boot = _check.integer("n_boot", n_boot, 1)
-    seed = _check.integer("seed", seed, 0)
-    n_starts = _check.integer("n_starts", n_starts, 0)
-    grid_size = _check.integer("grid_size", grid_size, 1)
-    for name, fn in (derived or {}).items():
-        _check.callable_(f"derived[{name!r}]", fn)
-    if points.run is None:
-        raise ValueError("bootstrap needs the run of every point")
-    runs = np.unique(points.run)
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {}
-    it = range(n_boot) if progress is None else progress(range(n_boot))
-    for b in it:
-        pick = rng.choice(runs, size=len(runs), replace=True)
-        sample = resample_runs(points, pick)
-        try:
-            f = fit(law, sample, n_starts=n_starts, grid_size=grid_size, seed=seed + b, d_min=base.d_min,
-                    extra_starts=[base.theta])
-        except ValueError:
-            continue
-        vals = {k: float(v) for k, v in f.params.items()}
-        for name, fn in (derived or {}).items():
-            vals[name] = float(fn(f))
-        for k, v in vals.items():
-            out.setdefault(k, []).append(v)
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples; non-finite samples (a parameter that overflowed in some draws)
-    are left out, and (NaN, NaN) is returned when none is finite."""
-    level = _check.real("level", level, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    try:
-        s = np.asarray(samples, float)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"samples must hold numbers: {e}") from None
-    if s.ndim != 1:
-        raise ValueError(f"samples must be one-dimensional, got shape {s.shape}")
-    s = s[np.isfinite(s)]
-    if s.size == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
