@@ -36,7 +36,7 @@ def test_saved_json_validates_against_schema(tmp_path):
     assert {"python", "torch", "numpy"} <= set(doc["versions"]) and "revision" in doc["git"]
     r2, never = doc["claims"]
     assert r2["range"] == [None, 1.0] and r2["source"] == {"kind": "paper", "ref": "§1", "value": 0.97, "note": None}
-    assert r2["ours"]["interval"]["method"] == "bootstrap percentile" and r2["ours"]["n"] == 3
+    assert r2["ours"]["interval"]["method"] == "t (fewer than 20 units)" and r2["ours"]["n"] == 3
     assert never["ours"] is None and never["verdict"] == "inconclusive" and never["reason"] == "not measured"
     assert doc["facts"][0]["holds"] is True
 
@@ -52,7 +52,7 @@ def test_results_go_to_env_folder(tmp_path, monkeypatch):
         (record.above(0.0), [1.0, 1.1, 0.9], "reproduced"),
         (record.above(0.0), [-1.0, -1.1, -0.9], "not reproduced"),
         (record.above(0.0), [1.0, -1.0, 0.5], "inconclusive"),  # interval straddles zero
-        (record.above(0.5), [0.5, 0.5, 0.5], "not reproduced"),  # on the threshold is not above it
+        (record.above(0.5), [0.2, 0.25, 0.22], "not reproduced"),
         (record.below(0.02), [0.01, 0.011, 0.012], "reproduced"),
         (record.below(0.02), [0.05, 0.06, 0.07], "not reproduced"),
         (record.below(0.02), [0.01, 0.03, 0.02], "inconclusive"),
@@ -72,16 +72,17 @@ def test_verdict_follows_rule_on_both_sides(rule, values, verdict):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-100, 100), min_size=3, max_size=10), st.floats(-100, 100))
+@given(st.lists(st.floats(-100, 100), min_size=20, max_size=40), st.floats(-100, 100))
 def test_bootstrap_interval_lies_within_the_values_and_decides_by_them(values, t):
-    """The percentile interval of a mean lies inside [min, max]: values all above t reproduce above(t), all at or
-    below t fail it; and a decisive raw verdict always has p at most alpha (the test the interval inverts), so
-    Holm's procedure over a family of one keeps it."""
+    """From 20 units on, the interval is the percentile bootstrap of the mean: it lies inside [min, max]; values all
+    above t reproduce above(t), all at or below t fail it; and a decisive raw verdict always has p at most alpha
+    (the test the interval inverts), so Holm's procedure over a family of one keeps it."""
     rule = record.above(t)
     out = record.interval(values, rule)
+    assert out["interval"]["method"] == "bootstrap percentile"
     assert min(values) - 1e-9 <= out["ci_low"] <= out["ci_high"] <= max(values) + 1e-9
     verdict = rule.decide(out["ci_low"], out["ci_high"])
-    eps = 1e-12 * (1 + abs(t))  # the mean of three equal floats can differ from them in the last bit
+    eps = 1e-12 * (1 + abs(t))  # the mean of equal floats can differ from them in the last bit
     if min(values) > t + eps:
         assert verdict == "reproduced"
     if max(values) <= t - eps:
@@ -91,6 +92,20 @@ def test_bootstrap_interval_lies_within_the_values_and_decides_by_them(values, t
     if verdict == "not reproduced":
         assert out["p_no"] <= rule.alpha
     assert 0 < out["p_yes"] <= 1 and 0 < out["p_no"] <= 1  # a bootstrap p is never 0
+
+
+def test_few_units_get_a_t_interval_and_equal_units_decide_nothing():
+    """A percentile bootstrap of 3-19 units covers too little (with 3 it is [min, max]: all three above the bar
+    would 'reproduce' at p = 1/8 in truth): below 20 units the interval is Student's t. Units without spread give
+    no interval at all."""
+    out = record.interval([1.0, 1.2, 0.9], record.above(0.0))
+    assert out["interval"]["method"] == "t (fewer than 20 units)"
+    assert out["ci_low"] < 0.9 and out["ci_high"] > 1.2  # wider than [min, max]
+    rec = make()
+    claim(rec, "flat", record.above(0.5), range=(0.0, 1.0))
+    assert rec.observe("flat", [0.7, 0.7, 0.7]) == "inconclusive"
+    flat = rec.to_json()["claims"][0]
+    assert flat["reason"].startswith("no spread among the units") and flat["p"] is None and flat["p_holm"] is None
 
 
 @settings(max_examples=30, deadline=None)
@@ -128,12 +143,12 @@ def test_interval_is_clipped_to_the_range_and_values_outside_it_are_refused():
     claim(rec, "edge", record.above(0.9), range=(0.0, 1.0))
     rec.observe("share", [1.0, 0.8, 1.0, 0.95])
     rec.observe("huber", [1e-5, 2e-4, 1e-6])
-    assert rec.observe("edge", [1.0, 1.0, 1.0]) == "reproduced"  # every value on the bound
+    assert rec.observe("edge", [1.0, 1.0, 0.999]) == "reproduced"  # values on the bound
     share, huber, edge = rec.to_json()["claims"]
     assert share["ours"]["ci_high"] == 1.0 and share["ours"]["interval"]["clipped"] is True
     assert huber["ours"]["ci_low"] == 0.0 and huber["ours"]["interval"]["clipped"] is True
-    assert (edge["ours"]["ci_low"], edge["ours"]["ci_high"]) == (1.0, 1.0) and not edge["ours"]["interval"]["clipped"]
-    claim(rec, "r", range=(0.0, 1.0))
+    assert edge["ours"]["ci_high"] == 1.0 and edge["ours"]["interval"]["clipped"] is True
+    claim(rec, "r", record.above(0.5), range=(0.0, 1.0))
     with pytest.raises(ValueError, match="outside the declared range"):
         rec.observe("r", [0.5, 1.2, 0.7])
 
@@ -148,6 +163,8 @@ def test_t_interval_is_the_textbook_one():
 @pytest.mark.parametrize("rule, rng, message", [
     (record.below(0.02), (0.0, 0.01), "cannot fail"),  # every value in range is below the bar
     (record.above(-0.1), (0.0, 1.0), "cannot fail"),
+    (record.above(0.0), (0.0, 1.0), "cannot fail"),  # on a bound: fails only when every unit sits on it
+    (record.below(1.0), (0.0, 1.0), "cannot fail"),
     (record.within(-1, 2), (0.0, 1.0), "cannot fail"),
     (record.above(1.0), (0.0, 1.0), "fails for every value"),
     (record.below(0.0), (0.0, 1.0), "fails for every value"),
@@ -173,8 +190,9 @@ def test_holm_turns_marginal_verdicts_inconclusive():
     first stands at alpha 0.05; the raw decisions are kept beside the final ones."""
     claims = []
     for i, p in enumerate((0.01, 0.04, 0.03)):
+        ours = {"n": 3, "std": 1.0, "units": [0.1, 0.15, 0.2], "ci_low": 0.1, "ci_high": 0.2, "p_yes": p, "p_no": 1.0}
         claims.append({"id": str(i), "rule": record.above(0).to_json(), "rests_on": [], "verdict_raw": "reproduced",
-                       "reason": "the interval lies on the claimed side", "ours": {"p_yes": p, "p_no": 1.0}})
+                       "reason": "the interval lies on the claimed side", "ours": ours})
     record.holm(claims)
     assert [c["verdict"] for c in claims] == ["reproduced", "inconclusive", "inconclusive"]
     assert [c["p_holm"] for c in claims] == pytest.approx([0.03, 0.06, 0.06])
@@ -198,7 +216,10 @@ def test_observe_replicates_takes_a_callers_bootstrap():
     reps = np.random.default_rng(0).normal(0.99, 0.005, 400).clip(max=1.0)
     assert rec.observe_replicates("r2", 0.99, reps, n_units=27) == "reproduced"
     assert rec.observe_replicates("few", 0.99, reps, n_units=2) == "inconclusive"
-    r2, few = rec.to_json()["claims"]
+    claim(rec, "ten", record.above(0.97), unit="run", range=(-math.inf, 1.0))
+    assert rec.observe_replicates("ten", 0.99, reps, n_units=10) == "inconclusive"  # too few for a percentile
+    r2, few, ten = rec.to_json()["claims"]
+    assert ten["reason"].startswith("a bootstrapped statistic over fewer than 20 units")
     assert r2["ours"]["ci_low"] == pytest.approx(np.quantile(reps, 0.025, method="inverted_cdf")) and r2["ours"]["units"] is None
     assert few["reason"] == "n < 3"
     record.validate(rec.to_json())
@@ -335,3 +356,32 @@ def test_machine_label_names_gpu_and_threads():
     assert machine_label(info) == "AMD EPYC 7B13 (avx2), 1 thread"
     assert machine_label({**info, "threads": None, "gpus": ["NVIDIA H200"]}) == \
         "AMD EPYC 7B13 (avx2), 2 threads, GPU NVIDIA H200"
+
+
+def test_review_findings_are_refused_or_caught():
+    """What a review broke: rests_on read with bool(), 2-D or out-of-range replicates, and edits to a bootstrapped
+    claim, its unit count or its rule's words that validate() used to pass."""
+    rec = make()
+    claim(rec, "a")
+    with pytest.raises(TypeError, match="rests_on values must be True or False"):
+        rec.observe("a", [1.0, 1.1, 0.9], rests_on={"fit": "False"})
+    with pytest.raises(TypeError, match="rests_on must map"):
+        rec.observe("a", [1.0, 1.1, 0.9], rests_on=["fit"])
+    claim(rec, "r2", record.above(0.97), unit="run", range=(-math.inf, 1.0))
+    with pytest.raises(ValueError, match="1-D array"):
+        rec.observe_replicates("r2", 0.99, np.full((2, 50), 0.99), n_units=27)
+    with pytest.raises(ValueError, match="outside the declared range"):
+        rec.observe_replicates("r2", 0.99, np.linspace(0.98, 1.2, 50), n_units=27)
+    rec.observe("a", [1.0, 1.1, 0.9])
+    rec.observe_replicates("r2", 0.90, np.random.default_rng(1).normal(0.90, 0.01, 500).clip(max=1), n_units=27)
+    doc = rec.to_json()
+    record.validate(doc)
+    for edit, says in ((lambda d: d["claims"][1]["ours"].update(ci_low=0.98, ci_high=0.99), "ci_low"),
+                       (lambda d: d["claims"][1]["ours"].update(replicates=None), "without its replicates"),
+                       (lambda d: d["claims"][0]["ours"].update(n=30), "n = 30"),
+                       (lambda d: d["claims"][0]["rule"].update(low=-5.0), "rule's words"),
+                       (lambda d: d["claims"][0]["source"].update(kind="workbook goal"), "cannot derive")):
+        bad = json.loads(json.dumps(doc))
+        edit(bad)
+        with pytest.raises(jsonschema.ValidationError, match=says):
+            record.validate(bad)

@@ -51,7 +51,7 @@ def test_dcpt_smoke_values():
                       "usage1-code", "cross-domain"}
     assert {k: c[k]["ours"]["n"] for k in c if c[k]["ours"]} == {
         "fit-r2-code-domain": 6, "fit-huber-code-domain": 6, "fit-r2-code-general": 6, "fit-huber-code-general": 6,
-        "heldout-L3-vs-L1": 2, "trend-explicit": 2, "trend-implicit": 2, "usage1-code": 1}
+        "heldout-L3-vs-L1": 1, "trend-explicit": 1, "trend-implicit": 1, "usage1-code": 1}
     for k in ("heldout-L3-vs-L1", "trend-explicit", "trend-implicit", "usage1-code"):
         assert c[k]["verdict"] == "inconclusive" and c[k]["reason"] == "n < 3"
     (fact,) = doc["facts"]

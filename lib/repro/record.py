@@ -24,9 +24,11 @@ How a verdict is reached (docs/results.md has the long form):
 3. The interval of the units' mean at the rule's confidence: by default a percentile bootstrap (resampled by
    ``scipy.stats.bootstrap``, :data:`N_RESAMPLES` resamples, a fixed seed so that the verdict can be derived
    again; the bounds are quantiles of the bootstrap distribution, :func:`_percentiles`); a
-   t-interval when the claim declares ``interval="t"`` (where the mean is close to normal: many timing rounds).
-   A statistic that is not a mean over units (R^2 of a fit over runs, a refitted optimum) is bootstrapped by the
-   caller and given to :meth:`Recorder.observe_replicates`. Every interval is clipped to the declared range.
+   t-interval when the claim declares ``interval="t"``, and always below :data:`BOOTSTRAP_MIN_UNITS` (20) units,
+   where a percentile bootstrap covers too little (with 3 units it is [min, max]). Units without any spread give
+   no interval: inconclusive. A statistic that is not a mean over units (R^2 of a fit over runs) is bootstrapped
+   by the caller and given to :meth:`Recorder.observe_replicates` (20 units or more, else inconclusive). Every
+   interval is clipped to the declared range.
 4. ``above(t)``: reproduced when the whole interval lies above t, not reproduced when it lies wholly at or
    below t, else inconclusive; ``below(t)`` mirrors it; ``within(lo, hi)``: reproduced when the interval lies in
    [lo, hi], not reproduced when it lies wholly outside. That is the raw decision.
@@ -70,6 +72,7 @@ SOURCES = ("paper", "workbook goal")
 INTERVALS = ("bootstrap", "t")
 MIN_UNITS = 3  # fewer independent units never give a decisive verdict
 N_RESAMPLES = 9999  # bootstrap resamples of every interval the recorder computes
+BOOTSTRAP_MIN_UNITS = 20  # below this many units a percentile bootstrap covers too little: Student's t instead
 BOOTSTRAP_SEED = 0  # the resampling is seeded so that validate() derives the same interval again
 
 
@@ -137,10 +140,10 @@ class Rule:
         """``ValueError`` when no value in [lo, hi] could fail this rule, or none could pass it."""
         what = f"claim {id!r}: " if id else ""
         never_fails = never_passes = False
-        if self.kind == "above":
-            never_fails, never_passes = self.low < lo, self.low >= hi
+        if self.kind == "above":  # a threshold on a bound fails only when every unit sits on it: refused too
+            never_fails, never_passes = self.low <= lo, self.low >= hi
         elif self.kind == "below":
-            never_fails, never_passes = self.high > hi, self.high <= lo
+            never_fails, never_passes = self.high >= hi, self.high <= lo
         else:
             never_fails = self.low <= lo and self.high >= hi
             never_passes = self.high < lo or self.low > hi
@@ -234,9 +237,11 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
         raise ValueError(f"an interval needs at least 2 units, got {len(x)}")
     if method not in INTERVALS:
         raise ValueError(f"interval method must be one of {INTERVALS}, got {method!r}")
-    mean, std = float(x.mean()), float(x.std(ddof=1))
+    flat = bool(np.all(x == x[0]))  # exactly equal units: no spread (their float std can be 1e-17, not 0)
+    mean, std = (float(x[0]), 0.0) if flat else (float(x.mean()), float(x.std(ddof=1)))
     out: dict[str, Any] = {"estimate": mean, "std": std}
-    if method == "t":
+    small = method == "bootstrap" and len(x) < BOOTSTRAP_MIN_UNITS
+    if method == "t" or small:
         se, df = std / math.sqrt(len(x)), len(x) - 1
         half = float(stats.t.ppf(0.5 + rule.confidence / 2, df)) * se
         lo, hi = mean - half, mean + half
@@ -245,7 +250,8 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
                 return float(_OPS[op](mean, t))
             z = (t - mean) / se  # P(estimate < t) = P(T < z); the t distribution has no atoms
             return float(stats.t.cdf(z, df) if op in ("<", "<=") else stats.t.sf(z, df))
-        out["interval"] = {"method": "t", "confidence": rule.confidence}
+        out["interval"] = {"method": f"t (fewer than {BOOTSTRAP_MIN_UNITS} units)" if small else "t",
+                           "confidence": rule.confidence}
     else:
         if np.all(x == x[0]):  # every resample is the same: the interval is the value
             dist = np.full(N_RESAMPLES, mean)
@@ -272,11 +278,11 @@ def replicate_interval(estimate: float, replicates: Sequence[float], rule: Rule,
     resample, non-finite ones left out): percentile interval, tails from the replicates. ``ValueError`` when
     fewer than 2 replicates are finite."""
     d = np.asarray(replicates, float)
-    d = d[np.isfinite(d)]
-    if d.ndim != 1 or len(d) < 2:
-        raise ValueError(f"replicates: need at least 2 finite values, got {len(d)}")
+    if d.ndim != 1 or len(d) < 2 or not np.all(np.isfinite(d)):
+        raise ValueError(f"replicates: need a 1-D array of at least 2 finite values (drop failed draws yourself "
+                         f"and say how many in the note), got shape {d.shape}")
     lo, hi = _percentiles(d, rule.alpha)
-    out: dict[str, Any] = {"estimate": float(estimate), "std": float(d.std(ddof=1)),
+    out: dict[str, Any] = {"estimate": float(estimate), "std": float(d.std(ddof=1)), "replicates": d.tolist(),
                            "interval": {"method": "bootstrap percentile (replicates given)",
                                         "confidence": rule.confidence, "n_resamples": int(len(d))}}
     out["p_yes"], out["p_no"] = rule.p_values(lambda t, op: _tail(_OPS[op](d, t)))
@@ -387,8 +393,12 @@ class Recorder:
         most 1, a share lies in [0, 1]); intervals are clipped to it and a rule that no value in it could fail or
         pass is refused (``ValueError``). ``interval``: ``bootstrap`` (default) or ``t``. ``hardware=True`` marks a
         verdict that depends on the machine (a speed, a time): every rendering names the machine beside it."""
+        if not isinstance(id, str) or not id.strip() or not isinstance(text, str) or not text.strip():
+            raise ValueError(f"claim: id and text must be non-empty str, got {id!r}, {text!r}")
         if not isinstance(rule, Rule):
             raise TypeError(f"claim {id!r}: rule must be made with record.above/below/within, got {rule!r}")
+        if unit is not None and not isinstance(unit, str) or not isinstance(hardware, bool):
+            raise TypeError(f"claim {id!r}: unit must be a str or None and hardware a bool")
         if not isinstance(source, Source):
             raise TypeError(f"claim {id!r}: source must be made with record.paper(...) or record.goal(), "
                             f"got {source!r}")
@@ -398,8 +408,12 @@ class Recorder:
             raise ValueError(f"claim {id!r}: unit_of_replication must say what one independent value is")
         if interval not in INTERVALS:
             raise ValueError(f"claim {id!r}: interval must be one of {INTERVALS}, got {interval!r}")
-        lo, hi = (float(v) for v in range)
-        if not lo < hi:
+        if isinstance(range, str | bytes) or not isinstance(range, Sequence) or len(range) != 2 or any(
+                isinstance(v, bool) or v is not None and not isinstance(v, int | float | np.integer | np.floating)
+                for v in range):
+            raise ValueError(f"claim {id!r}: range must be (low, high), numbers or None for unbounded, got {range!r}")
+        lo, hi = _range_of(range)
+        if math.isnan(lo) or math.isnan(hi) or not lo < hi:
             raise ValueError(f"claim {id!r}: range must be (low, high) with low < high, got {range!r}")
         rule.check_range(lo, hi, id)
         self.claims[id] = {"id": id, "text": text, "source": source.to_json(), "unit": unit,
@@ -419,8 +433,8 @@ class Recorder:
         if not isinstance(source, Source):
             raise TypeError(f"fact {id!r}: source must be made with record.paper(...) or record.goal()")
         (value, expected), tol = _finite(f"fact {id!r}", [value, expected]), float(tol)
-        if not tol >= 0:
-            raise ValueError(f"fact {id!r}: tol must be >= 0, got {tol!r}")
+        if not 0 <= tol < math.inf:
+            raise ValueError(f"fact {id!r}: tol must be finite and >= 0, got {tol!r}")
         holds = abs(value - expected) <= tol
         self.facts[id] = {"id": id, "text": text, "source": source.to_json(), "unit": unit, "value": value,
                           "expected": expected, "tol": tol, "holds": holds, "note": note}
@@ -446,6 +460,7 @@ class Recorder:
         units, names = (xs, None) if groups is None else group_means(xs, list(groups))
         ours: dict[str, Any] = {"values": xs, "groups": None if groups is None else [str(g) for g in groups],
                                 "units": units, "unit_names": names, "n": len(units)}
+        ours["replicates"] = None
         if len(units) >= MIN_UNITS:
             ours.update(interval(units, self._rules[id], claim["interval"], (lo, hi)))
         else:
@@ -467,9 +482,13 @@ class Recorder:
             raise ValueError(f"claim {id!r}: estimate {est} lies outside the declared range [{lo:g}, {hi:g}]")
         ours: dict[str, Any] = {"values": [est], "groups": None, "units": None, "unit_names": None, "n": int(n_units)}
         if n_units >= MIN_UNITS:
+            reps = np.asarray(replicates, float)
+            if reps.size and np.isfinite(reps).all() and not (reps.min() >= lo and reps.max() <= hi):
+                raise ValueError(f"claim {id!r}: replicates lie outside the declared range [{lo:g}, {hi:g}]")
             ours.update(replicate_interval(est, replicates, self._rules[id], (lo, hi)))
         else:
-            ours.update(estimate=est, std=None, ci_low=None, ci_high=None, interval=None, p_yes=None, p_no=None)
+            ours.update(estimate=est, std=None, ci_low=None, ci_high=None, interval=None, p_yes=None, p_no=None,
+                        replicates=None)
         return self._decide(id, ours, rests_on, note)
 
     def _claim_to_observe(self, id: str) -> dict[str, Any]:
@@ -480,11 +499,25 @@ class Recorder:
         return self.claims[id]
 
     def _decide(self, id: str, ours: dict[str, Any], rests_on: Mapping[str, bool] | None, note: str | None) -> str:
+        if rests_on is not None and not isinstance(rests_on, Mapping):
+            raise TypeError(f"claim {id!r}: rests_on must map what the values rest on to True/False, got {rests_on!r}")
+        bad = {k: v for k, v in (rests_on or {}).items() if not isinstance(v, bool | np.bool_)}
+        if bad:
+            raise TypeError(f"claim {id!r}: rests_on values must be True or False, got {bad!r}")
+        if note is not None and not isinstance(note, str):
+            raise TypeError(f"claim {id!r}: note must be a str, got {type(note).__name__}")
         deps = [{"what": str(k), "ok": bool(v)} for k, v in (rests_on or {}).items()]
         claim = self.claims[id]
         claim.update(ours=ours, rests_on=deps, note=note)
         claim["verdict_raw"], claim["reason"] = raw_verdict(claim, self._rules[id])
         return claim["verdict_raw"]
+
+    def add_seeds(self, seeds: Iterable[int]) -> None:
+        """Add seeds that claims' values come from (replicate runs, data seeds) to the results' ``seeds``."""
+        new = list(seeds)
+        if not all(isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= 0 for x in new):
+            raise TypeError(f"seeds must be non-negative integers, got {new!r}")
+        self.seeds = sorted(set(self.seeds) | {int(x) for x in new})
 
     def value(self, name: str, value: Any, *, unit: str | None = None, note: str | None = None) -> None:
         """Record a named result that is not a claim (a count, a fitted parameter, a timing)."""
@@ -562,8 +595,16 @@ def raw_verdict(claim: dict[str, Any], rule: Rule | None = None) -> tuple[str, s
     failed = [d["what"] for d in claim["rests_on"] if not d["ok"]]
     if failed:
         return "inconclusive", "rests on what failed: " + "; ".join(failed)
+    if ours["std"] == 0:
+        return "inconclusive", "no spread among the units (all equal): no interval can be estimated from them"
+    if ours["units"] is None and ours["n"] < BOOTSTRAP_MIN_UNITS:
+        return "inconclusive", (f"a bootstrapped statistic over fewer than {BOOTSTRAP_MIN_UNITS} units: its "
+                                "percentile interval covers too little")
     rule = rule or _rule_of(claim)
     v = rule.decide(ours["ci_low"], ours["ci_high"])
+    p = ours["p_yes"] if v == "reproduced" else ours["p_no"] if v == "not reproduced" else None
+    if p is not None and p > rule.alpha:  # a percentile bound resolved by too few resamples to carry the decision
+        return "inconclusive", f"too few bootstrap resamples to decide at {rule.confidence:.0%} (p = {p:.3g})"
     return v, "the interval lies on the claimed side" if v == "reproduced" else \
         "the interval lies on the other side" if v == "not reproduced" else "the interval straddles the threshold"
 
@@ -574,12 +615,15 @@ def _rule_of(claim: dict[str, Any]) -> Rule:
 
 
 def decision_p(claim: dict[str, Any]) -> float | None:
-    """The p-value of a claim's raw decision (None when no test was made: n < 3, not measured, or resting on a
-    failure): p_yes for "reproduced", p_no for "not reproduced", the smaller of the two when inconclusive."""
+    """The p-value of a claim's raw decision (None when no test was made: not measured, n < 3, units without
+    spread, a bootstrapped statistic over too few units, or resting on a failure): p_yes for "reproduced", p_no
+    for "not reproduced", the smaller of the two when the interval straddles the threshold."""
     ours = claim["ours"]
-    if ours is None or ours.get("p_yes") is None or any(not d["ok"] for d in claim["rests_on"]):
+    if ours is None or ours.get("p_yes") is None:
         return None
-    v = claim["verdict_raw"]
+    v, reason = raw_verdict(claim)
+    if not reason.startswith(("the interval", "too few bootstrap")):  # no test was made: n < 3, no spread, ...
+        return None
     return ours["p_yes"] if v == "reproduced" else ours["p_no"] if v == "not reproduced" else \
         min(ours["p_yes"], ours["p_no"])
 
@@ -599,7 +643,8 @@ def holm(claims: list[dict[str, Any]]) -> None:
         alpha = _rule_of(c).alpha
         if c["verdict_raw"] != "inconclusive" and not p_adj <= alpha:
             c["verdict"] = "inconclusive"
-            c["reason"] = (f"{c['verdict_raw']} alone, but not after Holm's adjustment over {len(tested)} claims "
+            c["reason"] = (f"{c['verdict_raw']} alone, but not after Holm's adjustment over {len(tested)} "
+                           f"claim{'s' if len(tested) != 1 else ''} "
                            f"(p = {c['p']:.3g}, adjusted {p_adj:.3g} > {alpha:g})")
 
 
@@ -621,29 +666,67 @@ def validate(doc: dict[str, Any]) -> None:
         raise jsonschema.ValidationError(f"schema_version {doc.get('schema_version')!r}: these results were recorded "
                                          f"under other rules; run the notebook again (version {SCHEMA_VERSION})")
     jsonschema.validate(doc, load_schema())
+    try:
+        _rederive(doc)
+    except jsonschema.ValidationError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError) as e:  # a field edited into a shape the rules cannot read
+        raise jsonschema.ValidationError(f"cannot derive the verdicts again: {type(e).__name__}: {e}") from None
+
+
+def _rederive(doc: dict[str, Any]) -> None:
+    import jsonschema
+
     fail = jsonschema.ValidationError
+    ids = [c["id"] for c in doc["claims"]] + [f["id"] for f in doc["facts"]]
+    if len(set(ids)) != len(ids):
+        raise fail(f"ids used twice among claims and facts: {sorted({i for i in ids if ids.count(i) > 1})}")
+    for item in doc["claims"] + doc["facts"]:
+        src = item["source"]
+        Source(src["kind"], src["ref"], src["value"], src["note"])  # a goal with a paper value, a paper without ref
     for c in doc["claims"]:
         rule, ours = _rule_of(c), c["ours"]
+        if c["rule"]["text"] != rule.describe():
+            raise fail(f"claim {c['id']!r}: the rule's words {c['rule']['text']!r} are not its rule ({rule.describe()!r})")
         lo, hi = _range_of(c["range"])
         rule.check_range(lo, hi, c["id"])
-        if ours is not None and ours["units"] is not None and ours["n"] >= MIN_UNITS:
-            again = interval(ours["units"], rule, c["interval"], (lo, hi))
-            for k in ("estimate", "ci_low", "ci_high", "p_yes", "p_no"):
-                if not math.isclose(again[k], ours[k], rel_tol=1e-9, abs_tol=1e-12):
-                    raise fail(f"claim {c['id']!r}: {k} {ours[k]!r} is not what its units give ({again[k]!r})")
-        if ours is not None and ours["units"] is not None:
-            want = ours["values"] if ours["groups"] is None else group_means(ours["values"], ours["groups"])[0]
-            if not np.allclose(want, ours["units"], rtol=1e-12, atol=0):
-                raise fail(f"claim {c['id']!r}: its units are not the group means of its values")
-        expect, _ = raw_verdict(c, rule)
+        if ours is not None:
+            shown = ours["units"] if ours["units"] is not None else ours["values"]
+            if any(not lo <= v <= hi for v in shown):
+                raise fail(f"claim {c['id']!r}: values outside the declared range [{lo:g}, {hi:g}]")
+            if ours["units"] is not None:
+                want = ours["values"] if ours["groups"] is None else group_means(ours["values"], ours["groups"])[0]
+                if len(want) != len(ours["units"]) or not np.allclose(want, ours["units"], rtol=1e-12, atol=0):
+                    raise fail(f"claim {c['id']!r}: its units are not the group means of its values")
+                if ours["n"] != len(ours["units"]):
+                    raise fail(f"claim {c['id']!r}: n = {ours['n']} but {len(ours['units'])} units are stored")
+            again = None
+            if ours["units"] is not None and ours["n"] >= MIN_UNITS:
+                again = interval(ours["units"], rule, c["interval"], (lo, hi))
+            elif ours["units"] is None and ours["n"] >= MIN_UNITS:
+                if ours["replicates"] is None:
+                    raise fail(f"claim {c['id']!r}: a bootstrapped statistic without its replicates")
+                again = replicate_interval(ours["estimate"], ours["replicates"], rule, (lo, hi))
+            if again is not None:
+                for k in ("estimate", "std", "ci_low", "ci_high", "p_yes", "p_no"):
+                    if not math.isclose(again[k], ours[k], rel_tol=1e-9, abs_tol=1e-12):
+                        raise fail(f"claim {c['id']!r}: {k} {ours[k]!r} is not what its units give ({again[k]!r})")
+                if again["interval"]["method"] != ours["interval"]["method"]:
+                    raise fail(f"claim {c['id']!r}: interval method {ours['interval']['method']!r}, the rules give "
+                               f"{again['interval']['method']!r}")
+        expect, reason = raw_verdict(c, rule)
         if c["verdict_raw"] != expect:
             raise fail(f"claim {c['id']!r}: raw verdict {c['verdict_raw']!r}, its rule gives {expect!r}")
     again = copy.deepcopy(doc["claims"])
+    for a in again:
+        a["reason"] = raw_verdict(a)[1]
     holm(again)
     for c, a in zip(doc["claims"], again, strict=True):
-        if c["verdict"] != a["verdict"] or c["p_holm"] != a["p_holm"]:
+        if c["verdict"] != a["verdict"] or c["p_holm"] != a["p_holm"] or c["p"] != a["p"]:
             raise fail(f"claim {c['id']!r}: verdict {c['verdict']!r} (Holm p {c['p_holm']}), Holm's procedure over the "
                        f"notebook's claims gives {a['verdict']!r} (p {a['p_holm']})")
+        if c["reason"] != a["reason"]:
+            raise fail(f"claim {c['id']!r}: reason {c['reason']!r}, the rules give {a['reason']!r}")
     for f in doc["facts"]:
         if f["holds"] != (abs(f["value"] - f["expected"]) <= f["tol"]):
             raise fail(f"fact {f['id']!r}: holds = {f['holds']}, its value and tolerance say otherwise")
