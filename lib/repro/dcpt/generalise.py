@@ -34,11 +34,7 @@ def ratio_splits(points: Points, n_test: int = 2) -> list[Split]:
     ratios = np.unique(points.r)
     if len(ratios) <= n_test:
         raise ValueError(f"need more than {n_test} distinct ratios, got {len(ratios)}")
-    out = []
-    for held in itertools.combinations(ratios, n_test):
-        test = np.isin(points.r, held)
-        out.append(("r=" + ",".join(f"{h:g}" for h in held), ~test, test))
-    return out
+    return _hold_out(points.r, ratios, n_test, lambda held: "r=" + ",".join(f"{h:g}" for h in held))
 
 
 def thirds_splits(points: Points) -> list[Split]:
@@ -76,10 +72,15 @@ def domain_splits(points: Points, n_test: int = 2) -> list[Split]:
     domains = np.unique(points.domain)
     if len(domains) <= n_test:
         raise ValueError(f"need more than {n_test} domains, got {len(domains)}")
+    return _hold_out(points.domain, domains, n_test, lambda held: "held out " + ",".join(map(str, held)))
+
+
+def _hold_out(column: np.ndarray, values: np.ndarray, n_test: int, name) -> list[Split]:
+    """One split per choice of ``n_test`` of ``values``: test on the points whose ``column`` is one of them."""
     out = []
-    for held in itertools.combinations(domains, n_test):
-        test = np.isin(points.domain, held)
-        out.append(("held out " + ",".join(map(str, held)), ~test, test))
+    for held in itertools.combinations(values, n_test):
+        test = np.isin(column, held)
+        out.append((name(held), ~test, test))
     return out
 
 
