@@ -385,3 +385,35 @@ def test_review_findings_are_refused_or_caught():
         edit(bad)
         with pytest.raises(jsonschema.ValidationError, match=says):
             record.validate(bad)
+
+
+def test_binomial_claims_decide_on_the_exact_interval_even_when_every_trial_succeeds():
+    """A success share over 0/1 trials: Clopper-Pearson (statsmodels) and exact binomial tails (scipy). All 20
+    successes give [0.832, 1] at 95 %: above 0.8 is shown, above 0.95 is not (it needs 72 of 72)."""
+    out = record.interval([1.0] * 20, record.above(0.95), "binomial", (0, 1))
+    assert out["interval"]["method"] == "binomial Clopper-Pearson"
+    assert out["ci_low"] == pytest.approx(0.025 ** (1 / 20)) and out["ci_high"] == 1.0  # (alpha/2)^(1/n)
+    rec = make()
+    for id, rule, n, verdict in [("a", record.above(0.8), 20, "reproduced"), ("b", record.above(0.95), 20,
+                                                                              "inconclusive"),
+                                 ("c", record.above(0.95), 72, "reproduced"), ("e", record.above(0.95), 71, "inconclusive"), ("d", record.above(0.95), 0, "x")]:
+        claim(rec, id, rule, range=(0, 1), interval="binomial", unit="trial")
+        if n:
+            assert rec.observe(id, [1] * n) == verdict, id
+    assert rec.observe("d", [1] * 10 + [0] * 10) == "not reproduced"  # [0.27, 0.73]: wholly at or below 0.95
+    data = rec.to_json()
+    record.validate(data)
+    a = data["claims"][0]
+    assert a["p"] is not None and a["p"] < 0.05
+    a["ours"]["ci_low"] = 0.5
+    with pytest.raises(jsonschema.ValidationError, match="ci_low"):
+        record.validate(data)
+
+
+def test_binomial_claims_need_successes_and_failures_and_a_share_range():
+    rec = make()
+    with pytest.raises(ValueError, match="range must be"):
+        claim(rec, "s", record.above(0.5), range=(0, 2), interval="binomial")
+    claim(rec, "s", record.above(0.5), range=(0, 1), interval="binomial")
+    with pytest.raises(ValueError, match="0 and 1"):
+        rec.observe("s", [1, 0, 0.5])

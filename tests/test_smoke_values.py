@@ -70,3 +70,27 @@ def test_picasso_smoke_values():
     assert all(abs(d) < 1e-3 for d in c["auc-parity"]["ours"]["values"])  # same model, same numbers
     worst = max(v for row in value(doc, "equivalence").values() for v in row.values())
     assert worst < 1e-4  # every variant computes the baseline's outputs and losses
+
+
+def test_c4_smoke_values():
+    """Counts and facts only: which fault a 4-rank job on a loaded 2-core machine finds in smoke is timing, so the
+    trials' outcomes are not pinned (the stored trials and tests/test_c4_diagnosis.py check them)."""
+    doc = results("02_c4")
+    c = claims(doc)
+    kinds = ("slow_rank", "slow_send", "slow_recv", "slow_pair", "noncomm_hang", "comm_hang", "crash")
+    assert set(c) == {f"c4d-recall-{k}" for k in kinds} | {
+        "c4d-precision", "c4d-false-alarms", "c4d-overhead", "downtime-before", "downtime-after", "c4p-ecmp-below",
+        "c4p-balance", "c4p-replan"}
+    assert all(c[f"c4d-recall-{k}"]["ours"]["n"] == 1 and c[f"c4d-recall-{k}"]["reason"] == "n < 3" for k in kinds)
+    assert [r["trials"] for r in value(doc, "localisation")] == [1] * 7
+    assert c["c4d-overhead"]["ours"]["n"] == 5
+    assert c["downtime-before"]["ours"]["n"] == c["downtime-after"]["ours"]["n"] == 200
+    assert all(c[k]["ours"]["n"] == 20 for k in ("c4p-ecmp-below", "c4p-balance", "c4p-replan"))
+    # the C4P simulation and the downtime Monte Carlo are seeded numpy: their values are exact
+    assert c["c4p-ecmp-below"]["ours"]["estimate"] == pytest.approx(0.14666666666666667, rel=1e-12)
+    assert c["c4p-replan"]["ours"]["estimate"] == pytest.approx(0.9, rel=1e-12)
+    facts = {f["id"]: f for f in doc["facts"]}
+    assert set(facts) == {"ring-equals-gloo", "restart-equals-straight", "c4p-planned-line-rate", "c4p-bond-loss"}
+    assert all(f["holds"] for f in facts.values())
+    restart = value(doc, "restart")
+    assert restart["found"] == "slow_rank" and restart["slots"] == [0, 1, 4, 3] and restart["resumed_from"] % 5 == 0

@@ -69,7 +69,7 @@ from .provenance import git_state, package_versions
 SCHEMA_VERSION = 2
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 SOURCES = ("paper", "workbook goal")
-INTERVALS = ("bootstrap", "t")
+INTERVALS = ("bootstrap", "t", "binomial")
 MIN_UNITS = 3  # fewer independent units never give a decisive verdict
 N_RESAMPLES = 9999  # bootstrap resamples of every interval the recorder computes
 BOOTSTRAP_MIN_UNITS = 20  # below this many units a percentile bootstrap covers too little: Student's t instead
@@ -228,8 +228,11 @@ def group_means(values: Sequence[float], groups: Sequence[Any]) -> tuple[list[fl
 def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
              value_range: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, Any]:
     """The estimate (mean of ``units``), its interval at ``rule.confidence`` clipped to ``value_range``, and the
-    p-values of both decisive verdicts (:meth:`Rule.p_values`). ``method``: ``bootstrap`` (percentile, seeded) or
-    ``t``. Needs at least 2 units; ``ValueError`` for fewer or for an unknown method."""
+    p-values of both decisive verdicts (:meth:`Rule.p_values`). ``method``: ``bootstrap`` (percentile, seeded),
+    ``t``, or ``binomial`` for units that are successes and failures (1 and 0): the exact Clopper-Pearson interval
+    of the success share (statsmodels ``proportion_confint(method="beta")``) and exact binomial tails (scipy), which
+    stay honest where every unit succeeded. Needs at least 2 units; ``ValueError`` for fewer, for an unknown method,
+    or for binomial units other than 0 and 1."""
     from scipy import stats
 
     x = np.asarray(units, float)
@@ -237,6 +240,8 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
         raise ValueError(f"an interval needs at least 2 units, got {len(x)}")
     if method not in INTERVALS:
         raise ValueError(f"interval method must be one of {INTERVALS}, got {method!r}")
+    if method == "binomial":
+        return _clip(_binomial(x, rule), *_binomial_bounds(x, rule), value_range)
     flat = bool(np.all(x == x[0]))  # exactly equal units: no spread (their float std can be 1e-17, not 0)
     mean, std = (float(x[0]), 0.0) if flat else (float(x.mean()), float(x.std(ddof=1)))
     out: dict[str, Any] = {"estimate": mean, "std": std}
@@ -270,6 +275,33 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
                            "n_resamples": N_RESAMPLES, "seed": BOOTSTRAP_SEED}
     out["p_yes"], out["p_no"] = rule.p_values(tail)
     return _clip(out, lo, hi, value_range)
+
+
+def _binomial_bounds(x: np.ndarray, rule: Rule) -> tuple[float, float]:
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(int(x.sum()), len(x), alpha=rule.alpha, method="beta")
+    return float(lo), float(hi)
+
+
+def _binomial(x: np.ndarray, rule: Rule) -> dict[str, Any]:
+    """Estimate, spread and exact tails of a success share (units 0 or 1); the bounds come from
+    :func:`_binomial_bounds`. ``tail(t, "<")`` is P(X >= k | p = t), the chance of so many successes were the
+    share t, so that twice it falls under alpha where the Clopper-Pearson interval lies above t; ``tail(t, ">")``
+    mirrors it."""
+    from scipy import stats
+
+    if not np.all((x == 0) | (x == 1)):
+        raise ValueError(f"a binomial interval needs units of 0 and 1 (failure, success), got {sorted(set(x))[:5]}")
+    k, n = int(x.sum()), len(x)
+
+    def tail(t: float, op: str) -> float:
+        return float(stats.binom.sf(k - 1, n, t) if op in ("<", "<=") else stats.binom.cdf(k, n, t))
+
+    out: dict[str, Any] = {"estimate": k / n, "std": float(x.std(ddof=1)),
+                           "interval": {"method": "binomial Clopper-Pearson", "confidence": rule.confidence}}
+    out["p_yes"], out["p_no"] = rule.p_values(tail)
+    return out
 
 
 def replicate_interval(estimate: float, replicates: Sequence[float], rule: Rule,
@@ -391,7 +423,7 @@ class Recorder:
         ``source``: :func:`paper` or :func:`goal`. ``unit_of_replication``: what one independent value is (a seed,
         a run, a (domain, side) pair, a timing round). ``range``: the values the quantity can take (an R^2 is at
         most 1, a share lies in [0, 1]); intervals are clipped to it and a rule that no value in it could fail or
-        pass is refused (``ValueError``). ``interval``: ``bootstrap`` (default) or ``t``. ``hardware=True`` marks a
+        pass is refused (``ValueError``). ``interval``: ``bootstrap`` (default), ``t``, or ``binomial`` (units of 0 and 1: a success share). ``hardware=True`` marks a
         verdict that depends on the machine (a speed, a time): every rendering names the machine beside it."""
         if not isinstance(id, str) or not id.strip() or not isinstance(text, str) or not text.strip():
             raise ValueError(f"claim: id and text must be non-empty str, got {id!r}, {text!r}")
@@ -416,6 +448,9 @@ class Recorder:
         if math.isnan(lo) or math.isnan(hi) or not lo < hi:
             raise ValueError(f"claim {id!r}: range must be (low, high) with low < high, got {range!r}")
         rule.check_range(lo, hi, id)
+        if interval == "binomial" and (lo, hi) != (0.0, 1.0):
+            raise ValueError(f"claim {id!r}: a binomial claim is a success share: its range must be (0, 1), "
+                             f"got {range!r}")
         self.claims[id] = {"id": id, "text": text, "source": source.to_json(), "unit": unit,
                            "unit_of_replication": unit_of_replication, "range": _range_json(lo, hi),
                            "interval": interval, "rule": rule.to_json(), "hardware": bool(hardware),
@@ -595,7 +630,7 @@ def raw_verdict(claim: dict[str, Any], rule: Rule | None = None) -> tuple[str, s
     failed = [d["what"] for d in claim["rests_on"] if not d["ok"]]
     if failed:
         return "inconclusive", "rests on what failed: " + "; ".join(failed)
-    if ours["std"] == 0:
+    if ours["std"] == 0 and not str((ours.get("interval") or {}).get("method", "")).startswith("binomial"):
         return "inconclusive", "no spread among the units (all equal): no interval can be estimated from them"
     if ours["units"] is None and ours["n"] < BOOTSTRAP_MIN_UNITS:
         return "inconclusive", (f"a bootstrapped statistic over fewer than {BOOTSTRAP_MIN_UNITS} units: its "
