@@ -256,3 +256,15 @@ def test_restart_refuses_a_used_folder(tmp_path):
 def test_state_counters_start_empty(tmp_path):
     s = State.create(tmp_path / "s.bin", 3)
     assert (s.a[:, collective.LAUNCHED] == -1).all() and (s.sent() == 0).all() and s.delivered().shape == (3, 3)
+
+
+@pytest.mark.slow
+def test_a_stored_trial_runs_again_to_the_same_finding():
+    """One trial of the stored calibration table made again: the same fault (rank, peer, onset from the trial's
+    seed) and the same finding, class and culprit (its delay is timing and may differ by an iteration)."""
+    table = trials.load("c4/calibration")
+    row = table[table["kind"] == "slow_send"].iloc[0]
+    spec = next(t for t in trials.specs("c4/calibration") if t.kind == "slow_send" and t.trial == row["trial"])
+    (again,) = trials.run_trial(spec)
+    for k in ("rank", "peer", "onset", "found", "found_ranks", "found_connection"):
+        assert again[k] == row[k], k

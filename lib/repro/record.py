@@ -35,8 +35,8 @@ How a verdict is reached (docs/results.md has the long form):
 5. A claim resting on something that failed (``rests_on``: a fit that did not converge, a run that did not
    finish) is inconclusive whatever its interval.
 6. The notebook's claims are one family: each decisive raw verdict has a p-value (twice the one-sided tail of
-   the bootstrap or t distribution beyond the threshold, the test its interval inverts), and Holm's procedure
-   (statsmodels ``multipletests``) adjusts them; a raw verdict stands when its adjusted p is at most
+   the bootstrap, t or exact binomial distribution beyond the threshold, the test its interval inverts), and
+   Holm's procedure (statsmodels ``multipletests``) adjusts them; a raw verdict stands when its adjusted p is at most
    1 - confidence, else the final verdict is inconclusive. Both decisions are recorded and shown.
 
 A rule that no value in the declared range could fail (or pass) is refused when the claim is declared.
@@ -497,7 +497,10 @@ class Recorder:
                                 "units": units, "unit_names": names, "n": len(units)}
         ours["replicates"] = None
         if len(units) >= MIN_UNITS:
-            ours.update(interval(units, self._rules[id], claim["interval"], (lo, hi)))
+            try:
+                ours.update(interval(units, self._rules[id], claim["interval"], (lo, hi)))
+            except ValueError as e:
+                raise ValueError(f"claim {id!r}: {e}") from None
         else:
             ours.update(estimate=float(np.mean(units)), std=None, ci_low=None, ci_high=None, interval=None,
                         p_yes=None, p_no=None)

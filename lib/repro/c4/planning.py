@@ -194,16 +194,19 @@ def edge_colouring(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
         gap_l[i] -= take
         gap_r[j] -= take
         i, j = i + (gap_l[i] == 0), j + (gap_r[j] == 0)
-    left = [("l", a) for a in range(n)]
+    # Integer node ids: left vertex a is node a, right vertex b is node n + b. networkx's Hopcroft-Karp
+    # iterates over set(top_nodes), so the matching follows the set's order: for str-keyed nodes (such as
+    # ("l", a)) that order depends on PYTHONHASHSEED and differs between processes; small ints hash to
+    # themselves, so the order (and the plan) is the same in every process. Nodes and edges go in sorted.
+    left = list(range(n))
     pairs, colours = [], []
     for c in range(delta):
         g = nx.Graph()
-        g.add_nodes_from(left)
-        g.add_nodes_from(("r", b) for b in range(n))
-        g.add_edges_from((("l", a), ("r", b)) for a, b in zip(*np.nonzero(real + dummy), strict=True))
+        g.add_nodes_from(range(2 * n))
+        g.add_edges_from((int(a), n + int(b)) for a, b in zip(*np.nonzero(real + dummy), strict=True))
         match = nx.bipartite.hopcroft_karp_matching(g, top_nodes=left)
         for a in range(n):
-            b = match[("l", a)][1]  # perfect: every left vertex is matched
+            b = match[a] - n  # perfect: every left vertex is matched
             if real[a, b]:
                 real[a, b] -= 1
                 pairs.append(a * n + b)
