@@ -7,7 +7,8 @@ evaluation reads it.
 =================  ========  ==========================================================================================
 kind               class     what is injected (from iteration ``iteration`` on)
 =================  ========  ==========================================================================================
-``slow_rank``      non-comm  the rank's compute takes ``factor`` (1.3) times as long: a straggler GPU
+``slow_rank``      non-comm  the rank's compute takes ``factor`` (1.3) times as long: a straggler GPU (it stands
+                             out against the ranks' median launch; with 2 ranks the median lies halfway)
 ``slow_send``      comm      every message the rank sends is delayed by ``delay_s`` after the monitor stamped it:
                              a slow transmit port (a *row* of the latency matrix)
 ``slow_recv``      comm      every message the rank receives is delayed by ``delay_s`` before the monitor sees it:

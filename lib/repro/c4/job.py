@@ -124,7 +124,9 @@ def run_job(cfg: JobConfig, fault: Fault | None = None, thresholds: Thresholds |
     finished, a hang or crash is diagnosed (or, with ``stop_on_slow``, any fault), or ``deadline_s`` passed; then
     kill and reap every rank. ``slots[r]`` is the hardware rank ``r`` runs on (default ``r``; a spare slot, e.g.
     ``world``, carries no fault). ``run_dir``: the folder for records and checkpoints (a temporary one, removed
-    afterwards, when ``None``). Raises :class:`JobError` or :class:`.faults.FaultError` naming a bad setting."""
+    afterwards, when ``None``). Raises :class:`JobError` or :class:`.faults.FaultError` naming a bad setting.
+    The ranks start from a ``forkserver``: a script calling this needs Python's ``if __name__ == "__main__":``
+    guard."""
     cfg = check_config(cfg)
     if fault is not None:
         fault.check(cfg.world, cfg.iterations, list(cfg.rings))
@@ -135,6 +137,16 @@ def run_job(cfg: JobConfig, fault: Fault | None = None, thresholds: Thresholds |
         raise JobError("start_iteration", f"must be in 0..{cfg.iterations - 1}, got {start_iteration}")
     tmp = run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="c4-job-")) if tmp else Path(run_dir)
+    try:
+        return _drive(cfg, fault, thresholds, run_dir, slots, start_iteration, stop_on_slow, deadline_s, poll_s)
+    finally:
+        if tmp:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _drive(cfg: JobConfig, fault: Fault | None, thresholds: Thresholds | None, run_dir: Path,
+           slots: tuple[int, ...], start_iteration: int, stop_on_slow: bool, deadline_s: float,
+           poll_s: float) -> JobResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     for p in run_dir.glob("records-*.jsonl"):
         p.unlink()
@@ -172,12 +184,8 @@ def run_job(cfg: JobConfig, fault: Fault | None = None, thresholds: Thresholds |
         import torch
 
         params = torch.load(final)
-    result = JobResult(diagnoses, truth, det.median_iteration_s(), det.done, codes,
-                       all(c == 0 for c in codes), time.monotonic() - t0, run_dir, list(det.iter_times),
-                       [p.pid for p in procs], params)
-    if tmp:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return result
+    return JobResult(diagnoses, truth, det.median_iteration_s(), det.done, codes, all(c == 0 for c in codes),
+                     time.monotonic() - t0, run_dir, list(det.iter_times), [p.pid for p in procs], params)
 
 
 def stop(procs: list) -> list[int | None]:

@@ -475,6 +475,8 @@ def run_seeds(topo: LeafSpine, job_hosts: int, seeds: Iterable[int], *, policies
     if bad:
         raise ValueError(f"scenarios: unknown {bad}; valid: {tuple(SCENARIOS)}")
     seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds: needs at least one seed")
     if progress:
         from ..progress import tqdm
 

@@ -11,3 +11,14 @@ PROFILES = {
                  restart_iterations=60, c4p_seeds=1000, months=10000, cost_hosts=(16, 32, 64, 128, 256),
                  cost_seeds=5),
 }
+
+
+def check_sizes(cfg) -> None:
+    """Refuse sizes that cannot run, before any work: ``ValueError`` naming the setting (``trials``, ``healthy``,
+    ``healthy_iterations``, ``c4p_seeds``, ``months``, ``overhead_rounds``, ``restart_iterations``, ``cost_seeds``:
+    ints of at least 1; ``world`` is checked by the job itself)."""
+    for name in ("trials", "healthy", "healthy_iterations", "c4p_seeds", "months", "overhead_rounds",
+                 "restart_iterations", "cost_seeds"):
+        v = cfg[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: must be an int of at least 1, got {v!r}")
