@@ -241,7 +241,7 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
     if method not in INTERVALS:
         raise ValueError(f"interval method must be one of {INTERVALS}, got {method!r}")
     if method == "binomial":
-        return _clip(_binomial(x, rule), *_binomial_bounds(x, rule), value_range)
+        return _binomial(x, rule, value_range)
     flat = bool(np.all(x == x[0]))  # exactly equal units: no spread (their float std can be 1e-17, not 0)
     mean, std = (float(x[0]), 0.0) if flat else (float(x.mean()), float(x.std(ddof=1)))
     out: dict[str, Any] = {"estimate": mean, "std": std}
@@ -277,19 +277,12 @@ def interval(units: Sequence[float], rule: Rule, method: str = "bootstrap",
     return _clip(out, lo, hi, value_range)
 
 
-def _binomial_bounds(x: np.ndarray, rule: Rule) -> tuple[float, float]:
-    from statsmodels.stats.proportion import proportion_confint
-
-    lo, hi = proportion_confint(int(x.sum()), len(x), alpha=rule.alpha, method="beta")
-    return float(lo), float(hi)
-
-
-def _binomial(x: np.ndarray, rule: Rule) -> dict[str, Any]:
-    """Estimate, spread and exact tails of a success share (units 0 or 1); the bounds come from
-    :func:`_binomial_bounds`. ``tail(t, "<")`` is P(X >= k | p = t), the chance of so many successes were the
+def _binomial(x: np.ndarray, rule: Rule, value_range: tuple[float, float]) -> dict[str, Any]:
+    """Estimate, spread, Clopper-Pearson bounds and exact tails of a success share (units 0 or 1). ``tail(t, "<")`` is P(X >= k | p = t), the chance of so many successes were the
     share t, so that twice it falls under alpha where the Clopper-Pearson interval lies above t; ``tail(t, ">")``
     mirrors it."""
     from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
 
     if not np.all((x == 0) | (x == 1)):
         raise ValueError(f"a binomial interval needs units of 0 and 1 (failure, success), got {sorted(set(x))[:5]}")
@@ -301,7 +294,8 @@ def _binomial(x: np.ndarray, rule: Rule) -> dict[str, Any]:
     out: dict[str, Any] = {"estimate": k / n, "std": float(x.std(ddof=1)),
                            "interval": {"method": "binomial Clopper-Pearson", "confidence": rule.confidence}}
     out["p_yes"], out["p_no"] = rule.p_values(tail)
-    return out
+    lo, hi = proportion_confint(k, n, alpha=rule.alpha, method="beta")
+    return _clip(out, float(lo), float(hi), value_range)
 
 
 def replicate_interval(estimate: float, replicates: Sequence[float], rule: Rule,

@@ -200,6 +200,21 @@ def stop(procs: list) -> list[int | None]:
     return codes
 
 
+def _run_ranks(target, world: int, args, timeout_s: float) -> list[int | None]:
+    """Start ``world`` ranks of ``target`` (``args(rank, init_method)`` its arguments), wait up to ``timeout_s``
+    for each, then kill and reap what is left; their exit codes."""
+    init = f"tcp://127.0.0.1:{free_port()}"
+    procs = [context().Process(target=target, args=args(r, init), daemon=True) for r in range(world)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=timeout_s)
+    finally:
+        codes = stop(procs)
+    return codes
+
+
 def time_allreduce(cfg: JobConfig, rounds: int = 30) -> list[dict]:
     """The monitor's overhead (:func:`.worker.time_rank`): per round, the seconds of one all-reduce of the job's
     gradient as the monitored ring, the unmonitored ring and gloo's ``all_reduce`` (``variant``: ``monitored``,
@@ -210,16 +225,8 @@ def time_allreduce(cfg: JobConfig, rounds: int = 30) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="c4-overhead-") as d:
         out = Path(d) / "rows.json"
         State.create(Path(d) / "state.bin", cfg.world)
-        ctx, init = context(), f"tcp://127.0.0.1:{free_port()}"
-        procs = [ctx.Process(target=time_rank, args=(r, cfg, init, rounds, str(out), os.getpid()), daemon=True)
-                 for r in range(cfg.world)]
-        try:
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join(timeout=60 + rounds * 5)
-        finally:
-            codes = stop(procs)
+        codes = _run_ranks(time_rank, cfg.world, lambda r, init: (r, cfg, init, rounds, str(out), os.getpid()),
+                           timeout_s=60 + rounds * 5)
         if codes != [0] * cfg.world or not out.exists():
             raise RuntimeError(f"the overhead job failed: exit codes {codes}")
         return [{"round": r, "variant": v, "seconds": s} for r, v, s in json.loads(out.read_text())]
@@ -233,16 +240,8 @@ def allreduce_agreement(world: int = 4, numel: int = 1001) -> list[list[float]]:
     if not isinstance(numel, int) or numel < world:
         raise JobError("numel", f"needs at least one value per rank ({world}), got {numel!r}")
     with tempfile.TemporaryDirectory(prefix="c4-agree-") as d:
-        ctx, init = context(), f"tcp://127.0.0.1:{free_port()}"
-        procs = [ctx.Process(target=agreement_rank, args=(r, world, init, numel, f"{d}/diff", os.getpid()),
-                             daemon=True) for r in range(world)]
-        try:
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join(timeout=60)
-        finally:
-            codes = stop(procs)
+        codes = _run_ranks(agreement_rank, world, lambda r, init: (r, world, init, numel, f"{d}/diff", os.getpid()),
+                           timeout_s=60)
         if codes != [0] * world:
             raise RuntimeError(f"the agreement job failed: exit codes {codes}")
         return [json.loads(Path(f"{d}/diff-{r}.json").read_text()) for r in range(world)]

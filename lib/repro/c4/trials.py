@@ -26,7 +26,7 @@ import pandas as pd
 from .. import paths, runs
 from .detect import NCCL_TIMEOUT_S, Thresholds, Watchdog
 from .faults import KINDS, random_fault
-from .job import check_config, run_job
+from .job import check_config, run_job, time_allreduce
 from .worker import JobConfig
 
 TRIALS = 130  # per fault class: 130 of 130 right puts the exact 95 % interval's low end at 0.972
@@ -134,8 +134,6 @@ class OverheadRun:
 def run_overhead(spec: OverheadRun) -> list[dict]:
     """Rows of :data:`OVERHEAD_COLUMNS`: per round and variant (``monitored``, ``ring``, ``native``) the seconds
     of one all-reduce of the job's gradient (all buckets), rank 0's clock, the ranks barrier-aligned."""
-    from .job import time_allreduce
-
     return time_allreduce(JobConfig(world=spec.world, seed=spec.seed), spec.rounds)
 
 

@@ -87,6 +87,17 @@ def _watch_driver(driver_pid: int) -> None:
             os._exit(3)
 
 
+def _join(rank: int, world: int, init_method: str, driver_pid: int, timeout_s: float = 1800.0) -> None:
+    """A rank's start: one torch thread, a watch on the driver, the gloo process group on ``init_method``."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+
+
 def run_rank(rank: int, slot: int, cfg: JobConfig, fault: Fault | None, run_dir: str, state_path: str | None,
              init_method: str, driver_pid: int, start_iteration: int = 0, checkpoint_dir: str | None = None) -> None:
     """Run rank ``rank`` of the job on hardware ``slot`` (a spare slot carries no fault) from ``start_iteration``
@@ -98,10 +109,7 @@ def run_rank(rank: int, slot: int, cfg: JobConfig, fault: Fault | None, run_dir:
 
     from .collective import Monitor, State, Transport, ring_allreduce
 
-    torch.set_num_threads(1)
-    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=cfg.world,
-                            timeout=timedelta(seconds=cfg.pg_timeout_s))
+    _join(rank, cfg.world, init_method, driver_pid, cfg.pg_timeout_s)
     state = State(state_path, cfg.world) if state_path else None
     mon = Monitor(rank, cfg.world, run_dir, state, enabled=cfg.mode == "monitored")
     tr = Transport(rank, slot, fault)
@@ -166,10 +174,7 @@ def time_rank(rank: int, cfg: JobConfig, init_method: str, rounds: int, out: str
 
     from .collective import Monitor, State, Transport, ring_allreduce
 
-    torch.set_num_threads(1)
-    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=cfg.world,
-                            timeout=timedelta(seconds=cfg.pg_timeout_s))
+    _join(rank, cfg.world, init_method, driver_pid, cfg.pg_timeout_s)
     run_dir = Path(out).parent / f"overhead-{rank}"
     run_dir.mkdir(exist_ok=True)
     state = State(Path(out).parent / "state.bin", cfg.world)
@@ -211,9 +216,7 @@ def agreement_rank(rank: int, world: int, init_method: str, numel: int, out: str
 
     from .collective import Monitor, Transport, ring_allreduce, ring_orders
 
-    torch.set_num_threads(1)
-    threading.Thread(target=_watch_driver, args=(driver_pid,), daemon=True).start()
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    _join(rank, world, init_method, driver_pid)
     x = torch.randn(numel, generator=torch.Generator().manual_seed(rank))
     ref = x.clone()
     dist.all_reduce(ref)
