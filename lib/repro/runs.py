@@ -57,7 +57,7 @@ EXECUTORS = ("local", "ray")
 HASH_DIGITS = 10
 # Where the library's sweeps are made: a name prefix -> the module whose ``SWEEPS`` lists the names and whose
 # ``sweep(name, **options)`` makes one. Imported only when a sweep of it is asked for.
-FAMILIES = {"dcpt/": "repro.dcpt.grid", "c4/": "repro.c4.trials"}
+FAMILIES = {"dcpt/": "repro.dcpt.grid", "c4/": "repro.c4.trials", "m6t/": "repro.m6t.sweep"}
 _REGISTERED: dict[str, Callable[..., Sweep]] = {}
 
 

@@ -192,11 +192,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 # ---------------------------------------------------------------------------------------------- optimizer
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2019) with weight decay on 2-D weights (matmuls, embeddings) only;
-    biases and LayerNorm gains are not decayed (GPT-2/nanoGPT). Uses the fused kernel where torch has one."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    """AdamW (Loshchilov & Hutter 2019) with weight decay on weights of 2 or more dimensions (matmuls, embeddings,
+    stacked expert weights) only; biases (1-D, or an MoE layer's stacked ``b1``/``b2``) and LayerNorm gains are not
+    decayed (GPT-2/nanoGPT). Uses the fused kernel where torch has one."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p.dim() >= 2 and n.rsplit(".", 1)[-1] not in ("b1", "b2") for n, p in named]  # MoE biases are 3-D
+    groups = [{"params": [p for (_, p), d in zip(named, decay, strict=True) if d], "weight_decay": cfg.weight_decay},
+              {"params": [p for (_, p), d in zip(named, decay, strict=True) if not d], "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)
