@@ -193,12 +193,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 # ---------------------------------------------------------------------------------------------- optimizer
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter 2019) with weight decay on weights of 2 or more dimensions (matmuls, embeddings,
-    stacked expert weights) only; biases (1-D, or an MoE layer's stacked ``b1``/``b2``) and LayerNorm gains are not
-    decayed (GPT-2/nanoGPT). Uses the fused kernel where torch has one."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p.dim() >= 2 and n.rsplit(".", 1)[-1] not in ("b1", "b2") for n, p in named]  # MoE biases are 3-D
-    groups = [{"params": [p for (_, p), d in zip(named, decay, strict=True) if d], "weight_decay": cfg.weight_decay},
-              {"params": [p for (_, p), d in zip(named, decay, strict=True) if not d], "weight_decay": 0.0}]
+    stacked expert weights) only; biases (1-D, or those a module lists in ``no_weight_decay_params()``, as an MoE layer
+    does its stacked ones) and LayerNorm gains are not decayed (GPT-2/nanoGPT). Uses the fused kernel where torch has one."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    keep = {id(p) for m in model.modules() if hasattr(m, "no_weight_decay_params") for p in m.no_weight_decay_params()}
+    decay = [p.dim() >= 2 and id(p) not in keep for p in params]  # (an MoE layer's stacked biases are 3-D)
+    groups = [{"params": [p for p, d in zip(params, decay, strict=True) if d], "weight_decay": cfg.weight_decay},
+              {"params": [p for p, d in zip(params, decay, strict=True) if not d], "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)

@@ -1,21 +1,27 @@
-"""Notebook 05's runs: small MoE language models trained on the workbook's corpora at matched compute.
+"""Notebook 05's runs: small MoE language models trained on the workbook's corpora.
 
 One :class:`MoERun` trains one model (:class:`repro.nn.moe.MoEGPT`, or the dense :class:`repro.nn.gpt.GPT`) on a
 uniform mixture of the seven corpora (general and the six domains) and evaluates it along the way: the mean of the
-seven validation losses and the routing statistics of the training batches since the previous evaluation (expert
-load CV, max/mean, normalised entropy, dropped share, balance loss), averaged over the MoE layers. Every run of
-one seed sees the same batches (the sampler's seed is the run's seed) and starts from its own initialisation.
+seven validation losses with the training capacity applied (``val_loss``; evaluation batches hold one corpus
+each, so their routing is more skewed than training's mixed batches: ``eval_dropped`` is the share of choices
+dropped there), and the routing statistics of the training batches since the previous evaluation (expert load
+CV, max/mean, normalised entropy per routing group, dropped share, balance loss per layer and group), averaged
+over the MoE layers. The final model is evaluated once more without capacity (``val_loss_nodrop``: nothing
+dropped, so every routing is causal and the evaluation's skew does not count). Every run of one seed sees the
+same batches (the sampler's seed is the run's seed) and starts from its own initialisation.
 
-The configurations (:data:`CONFIGS`, M6-T's comparisons; card section 7): a dense FFN with one expert's width (the
+The configurations (:data:`CONFIGS`, M6-T's comparisons; card section 7): a dense FFN of one expert's width (the
 active parameters of top-1), top-1 at capacity factor 1 and 2 (the 2x capacity control separates C from k), top-2,
-2 top-1 prototypes, top-4 and 4 top-1 (E = 16), each with the balance loss (lambda = 0.01) and without (0).
+2 top-1 prototypes, top-4 and 4 top-1 (E = 16), experts all of the dense FFN's width, so top-k and k top-1 do the
+same work and k times top-1's; each with the balance loss (lambda = 0.01) and without (0). The matched-compute
+configurations shrink the experts to ``d_ff / k``, so that top-2, 2 top-1, top-4 and 4 top-1 do top-1's work.
 
 The sweeps (``python -m repro runs NAME``; tables in ``data/m6t/``):
 
-* ``m6t/grid``: every configuration x lambda x 5 seeds at width 64 (E = 16), 800 steps of 1,024 tokens;
+* ``m6t/grid``: the seven configurations x lambda x 5 seeds at width 64 (E = 16), 800 steps of 1,024 tokens;
 * ``m6t/width``: top-2, 2 top-1, top-4, 4 top-1 with the balance loss at width 128, 5 seeds, the same steps
   (with the grid's width-64 runs: the "larger model" comparison);
-* ``m6t/check``: one short run a test re-trains to get its stored numbers back;
+* ``m6t/matched``: the four matched-compute configurations with the balance loss at width 64, 5 seeds;
 * ``m6t/full``: the same comparisons at larger sizes on a GPU (``device="cuda"``).
 """
 
@@ -35,18 +41,23 @@ __all__ = ["CONFIGS", "COLUMNS", "SWEEPS", "MoERun", "perform_run", "specs", "sw
            "RETRAIN_RTOL"]
 
 CORPORA = ("general", "code", "math", "law", "medicine", "music", "chemistry")
-# name: (routing, k, capacity factor); routing "dense" is the plain GPT
-CONFIGS = {"dense": ("dense", 0, 0.0), "top1": ("topk", 1, 1.0), "top1-cf2": ("topk", 1, 2.0),
-           "top2": ("topk", 2, 1.0), "2top1": ("prototypes", 2, 1.0), "top4": ("topk", 4, 1.0),
-           "4top1": ("prototypes", 4, 1.0)}
+# name: (routing, k, capacity factor, expert width as a share of d_ff); routing "dense" is the plain GPT. The "-half"
+# and "-quarter" configs have experts of d_ff / k: every such model has top-1's (and dense's) active parameters.
+CONFIGS = {"dense": ("dense", 0, 0.0, 1.0), "top1": ("topk", 1, 1.0, 1.0), "top1-cf2": ("topk", 1, 2.0, 1.0),
+           "top2": ("topk", 2, 1.0, 1.0), "2top1": ("prototypes", 2, 1.0, 1.0), "top4": ("topk", 4, 1.0, 1.0),
+           "4top1": ("prototypes", 4, 1.0, 1.0), "top2-half": ("topk", 2, 1.0, 0.5),
+           "2top1-half": ("prototypes", 2, 1.0, 0.5), "top4-quarter": ("topk", 4, 1.0, 0.25),
+           "4top1-quarter": ("prototypes", 4, 1.0, 0.25)}
+GRID_CONFIGS = ("dense", "top1", "top1-cf2", "top2", "2top1", "top4", "4top1")
+MATCHED_CONFIGS = ("top2-half", "2top1-half", "top4-quarter", "4top1-quarter")
 LAMBDAS = (0.01, 0.0)
 SEEDS = (0, 1, 2, 3, 4)
 WIDTH_CONFIGS = ("top2", "2top1", "top4", "4top1")
 COLUMNS = {"run": str, "config": str, "routing": str, "k": int, "cf": float, "lam": float, "d_model": int,
-           "seed": int, "step": int, "tokens": int, "val_loss": float, "train_ce": float, "aux": float, "cv": float,
-           "max_mean": float, "entropy": float, "dropped": float, "active_params": int, "total_params": int,
-           "wall_s": float}
-SWEEPS = ("m6t/grid", "m6t/width", "m6t/check", "m6t/full")
+           "d_expert": int, "seed": int, "step": int, "tokens": int, "val_loss": float, "val_loss_nodrop": float,
+           "eval_dropped": float, "train_ce": float, "aux": float, "cv": float, "max_mean": float, "entropy": float,
+           "dropped": float, "active_params": int, "total_params": int, "wall_s": float}
+SWEEPS = ("m6t/grid", "m6t/width", "m6t/matched", "m6t/full")
 RETRAIN_RTOL = 5e-3  # the D-CPT grid's tolerance for a re-trained loss across CPU kinds
 
 
@@ -95,8 +106,8 @@ class MoERun:
         return f"{self.config}{lam}/d{self.d_model}/s{self.seed}"
 
     @property
-    def routing(self) -> tuple[str, int, float]:
-        """``(routing, k, capacity factor)`` of the configuration."""
+    def routing(self) -> tuple[str, int, float, float]:
+        """``(routing, k, capacity factor, expert width / d_ff)`` of the configuration."""
         return CONFIGS[self.config]
 
 
@@ -110,11 +121,11 @@ def build_model(run: MoERun, vocab: int):
     torch.manual_seed(run.seed)
     cfg = GPTConfig(vocab_size=vocab, context=run.context, n_layer=run.n_layer, n_head=run.n_head,
                     d_model=run.d_model, d_ff=2 * run.d_model)
-    routing, k, cf = run.routing
+    routing, k, cf, share = run.routing
     if routing == "dense":
         return GPT(cfg)
     return MoEGPT(cfg, MoEConfig(n_expert=run.n_expert, k=k, routing=routing, capacity_factor=cf,
-                                 balance_coef=float(run.lam)))
+                                 balance_coef=float(run.lam), d_expert=max(1, round(share * cfg.d_ff))))
 
 
 def train_run(run: MoERun, load, vocab: int) -> list[dict[str, Any]]:
@@ -123,7 +134,7 @@ def train_run(run: MoERun, load, vocab: int) -> list[dict[str, Any]]:
 
     from ..data.sampler import DomainSampler
     from ..nn.moe import MoEGPT
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, evaluate, train
 
     t0 = time.perf_counter()
     model = build_model(run, vocab)
@@ -133,24 +144,32 @@ def train_run(run: MoERun, load, vocab: int) -> list[dict[str, Any]]:
     cfg = TrainConfig(max_steps=run.steps, lr=run.lr, min_lr=run.lr / 10, warmup_steps=run.warmup_steps,
                       schedule="cosine", eval_steps=run.eval_steps, eval_batches=run.eval_batches,
                       device=run.device, seed=run.seed, progress=False)
-    interval: dict[str, list[float]] = {"ce": [], "aux": []}
+    interval: dict[str, list[float]] = {"ce": [], "aux": []}  # per step: CE, balance loss per layer and group
     stats: dict[int, dict[str, float]] = {}
 
     def on_step(step: int, rec: dict, state: dict) -> None:  # the CE without the balance term, per layer L_aux
         interval["ce"].append(float(model.last_ce) if sparse else rec["train_loss"])
-        interval["aux"].append(float(model.last_aux) / len(model.moe_layers()) if sparse else math.nan)
+        interval["aux"].append(float(model.last_aux) / len(model.moe_layers()) / model.moe_cfg.groups if sparse
+                               else math.nan)
 
     def on_eval(step: int, losses: dict, state: dict) -> None:  # load of the training steps since the last one
         if not sparse:
             return
+        layers = model.moe_layers()
+        stats[step] = {"eval_dropped": sum(m.eval_dropped for m in layers) / sum(m.eval_choices for m in layers)}
         if step:
-            per_layer = [m.stats().summary() for m in model.moe_layers()]
-            stats[step] = {key: float(np.mean([s[key] for s in per_layer])) for key in per_layer[0]}
-        for m in model.moe_layers():
+            per_layer = [m.stats().summary() for m in layers]
+            stats[step].update({key: float(np.mean([s[key] for s in per_layer])) for key in per_layer[0]})
+        for m in layers:
             m.reset_stats()
 
     history = train(model, sampler, cfg, val_tokens=val, on_eval=on_eval, on_step=on_step)
-    routing, k, cf = run.routing
+    nodrop = math.nan
+    if sparse:  # the final model once more, routed without capacity (nothing dropped; causal for every routing)
+        model.set_drop_at_eval(False)
+        nodrop = float(np.mean(list(evaluate(model, val, run.context, run.batch_size, run.eval_batches).values())))
+    routing, k, cf, _ = run.routing
+    d_expert = model.moe_layers()[0].d_expert if sparse else 2 * run.d_model
     active = model.active_params() if sparse else model.num_params(True)
     rows, nan = [], math.nan
     for h in history:
@@ -159,9 +178,11 @@ def train_run(run: MoERun, load, vocab: int) -> list[dict[str, Any]]:
         s = stats.get(h["step"], {})
         since = max([e for e in run.eval_steps if e < h["step"]], default=0)
         ce, aux = interval["ce"][since:h["step"]], interval["aux"][since:h["step"]]  # steps since+1 .. step
+        last = h["step"] == run.eval_steps[-1]
         rows.append({"config": run.config, "routing": routing, "k": k, "cf": cf, "lam": float(run.lam),
-                     "d_model": run.d_model, "seed": run.seed, "step": h["step"], "tokens": h["tokens"],
-                     "val_loss": float(np.mean(list(h["val"].values()))),
+                     "d_model": run.d_model, "d_expert": d_expert, "seed": run.seed, "step": h["step"],
+                     "tokens": h["tokens"], "val_loss": float(np.mean(list(h["val"].values()))),
+                     "val_loss_nodrop": nodrop if last else nan, "eval_dropped": s.get("eval_dropped", nan),
                      "train_ce": float(np.mean(ce)) if ce else nan, "aux": float(np.mean(aux)) if aux else nan,
                      "cv": s.get("cv", nan),
                      "max_mean": s.get("max_mean", nan), "entropy": s.get("entropy", nan),
@@ -191,33 +212,34 @@ _FULL = dict(d_model=256, n_layer=8, n_head=8, n_expert=16, steps=6000, batch_si
 def specs(name: str, device: str = "cpu") -> list[MoERun]:
     """The runs of sweep ``name`` (:data:`SWEEPS`) on ``device``; ``ValueError`` naming ``name`` else."""
     if name == "m6t/grid":
-        return [MoERun(c, lam, seed=s, device=device) for s in SEEDS for c in CONFIGS
+        return [MoERun(c, lam, seed=s, device=device) for s in SEEDS for c in GRID_CONFIGS
                 for lam in (LAMBDAS if c != "dense" else (0.0,))]
     if name == "m6t/width":
         return [MoERun(c, 0.01, d_model=128, seed=s, device=device) for s in SEEDS for c in WIDTH_CONFIGS]
-    if name == "m6t/check":
-        return [MoERun("2top1", 0.01, d_model=32, n_head=2, n_expert=8, steps=60, warmup_steps=5,
-                       eval_steps=(0, 30, 60), eval_batches=2, device=device)]
+    if name == "m6t/matched":
+        return [MoERun(c, 0.01, seed=s, device=device) for s in SEEDS for c in MATCHED_CONFIGS]
     if name == "m6t/full":
-        base = [MoERun(c, lam, seed=s, device=device, **_FULL) for s in SEEDS for c in CONFIGS
-                for lam in (LAMBDAS if c != "dense" else (0.0,))]
+        base = [MoERun(c, lam, seed=s, device=device, **_FULL) for s in SEEDS for c in GRID_CONFIGS + MATCHED_CONFIGS
+                for lam in (LAMBDAS if c in GRID_CONFIGS[1:] else (0.0,) if c == "dense" else (0.01,))]
         wide = [replace(r, d_model=512, n_head=8) for r in base if r.config in WIDTH_CONFIGS and r.lam]
         return base + wide
     raise ValueError(f"name: unknown M6-T sweep {name!r} (valid: {', '.join(SWEEPS)})")
 
 
 # the smoke profile's runs: every configuration once, tiny, on the smoke corpora (seconds each)
-SMOKE = dict(d_model=32, n_layer=2, n_head=2, n_expert=4, steps=20, batch_size=8, context=32, warmup_steps=2,
+SMOKE = dict(d_model=32, n_layer=2, n_head=2, n_expert=8, steps=20, batch_size=8, context=32, warmup_steps=2,
              eval_steps=(0, 10, 20), eval_batches=1, token_profile="smoke")
 
 
 def smoke_sweep(folder: str | os.PathLike, seeds: Sequence[int] = (0,)) -> runs.Sweep:
     """The smoke profile's sweep, its table at ``folder/m6t-smoke``: every configuration and lambda at width 32 and
-    the width configurations at 48 (E = 4, 2 blocks, 20 steps), for ``seeds``; trained live in seconds."""
-    base = [MoERun(c, lam, seed=s, **SMOKE) for s in seeds for c in CONFIGS
+    the width configurations at 48, the matched-compute ones at 32 (E = 8, 2 blocks, 20 steps), for ``seeds``; trained
+    live in seconds."""
+    base = [MoERun(c, lam, seed=s, **SMOKE) for s in seeds for c in GRID_CONFIGS
             for lam in (LAMBDAS if c != "dense" else (0.0,))]
     wide = [replace(r, d_model=48) for r in base if r.config in WIDTH_CONFIGS and r.lam]
-    return runs.Sweep("m6t/smoke", Path(folder) / "m6t-smoke", tuple(base + wide), perform_run, COLUMNS)
+    matched = [MoERun(c, 0.01, seed=s, **SMOKE) for s in seeds for c in MATCHED_CONFIGS]
+    return runs.Sweep("m6t/smoke", Path(folder) / "m6t-smoke", tuple(base + wide + matched), perform_run, COLUMNS)
 
 
 def sweep(name: str, device: str = "cpu") -> runs.Sweep:

@@ -159,7 +159,8 @@ def balance_loss(probs: torch.Tensor, first: torch.Tensor, groups: int = 1) -> t
     experts (Fedus et al. 2021, eq. 4; per prototype group for M6-T, as Hetu's ``ktop1gating``).
 
     ``probs`` ``[S, E]``: router probabilities (within each group for prototypes); ``first`` ``[S, groups]``: each
-    token's first choice in each group (global expert index). ``f_i``: share of tokens whose first choice is ``i``;
+    token's first choice in each group (global expert index; for top-k with any k only the first choice counts, as
+    in GShard's and DeepSpeed's ``top2gating``). ``f_i``: share of tokens whose first choice is ``i``;
     ``P_i``: mean of ``p_i``. Each group's term is 1 when routing is uniform and at most m when one expert takes
     every token with probability 1. Differentiable through ``P`` only."""
     S, E = probs.shape
@@ -268,7 +269,15 @@ class MoE(nn.Module):
 
     ``x`` ``[..., d_model]`` -> ``[..., d_model]``: all leading positions form one routing group of ``S`` tokens.
     After each forward ``aux`` holds the unweighted balance loss and ``routing`` the :class:`Routing`; in training
-    mode each forward's load statistics add up (:meth:`stats`, :meth:`reset_stats`). Raises ``ValueError`` naming the parameter (as :class:`MoEConfig`; ``d_model``/``d_expert``
+    mode each forward's load statistics add up (:meth:`stats`, :meth:`reset_stats`), in eval mode the dropped
+    choices (``eval_dropped`` of ``eval_choices``). Evaluation applies the training capacity (GShard), or none with
+    ``drop_at_eval = False`` (as an eval capacity factor of ``E / k``).
+
+    Causality: top-1 and prototypes queue choices in token order, so a token's output depends on earlier tokens of
+    its group only. Top-k with k > 1 queues all first choices before any second choice (GShard, DeepSpeed), so
+    whether a token's second choice is kept also depends on the first choices of later tokens, its own sequence's
+    included: in a causal LM this lets a little information flow backwards through the drops. Routing without
+    capacity (``drop_at_eval = False``) has none of it. Raises ``ValueError`` naming the parameter (as :class:`MoEConfig`; ``d_model``/``d_expert``
     not positive ints) and, in forward, when ``x``'s last size is not ``d_model``.
     """
 
@@ -296,8 +305,15 @@ class MoE(nn.Module):
         self.register_buffer("dropped_count", torch.zeros(E, dtype=torch.long), persistent=False)
         self.register_buffer("shape_sum", torch.zeros(3, cfg.groups, dtype=torch.float64), persistent=False)
         self.forwards = 0
+        self.drop_at_eval = True  # False: evaluation routes without capacity (C = S, nothing dropped)
+        self.eval_dropped = self.eval_choices = 0  # choices over capacity in evaluation forwards
         self.aux: torch.Tensor | None = None
         self.routing: Routing | None = None
+
+    def no_weight_decay_params(self) -> list[nn.Parameter]:
+        """The stacked biases (3-D, so a rule by dimension would decay them): :func:`repro.train.make_optimizer`
+        leaves them undecayed."""
+        return [p for p in (self.b1, self.b2) if p is not None]
 
     def expert_params(self) -> int:
         """Parameters of one expert (``2 d h`` weights plus biases)."""
@@ -357,8 +373,14 @@ class MoE(nn.Module):
             raise ValueError(f"x has hidden size {x.shape[-1]}, the layer's d_model is {self.d_model}")
         shape = x.shape
         flat = x.reshape(-1, self.d_model)  # (S, d): one routing group
-        r = route(self.router(flat), self.cfg.k, self.cfg.capacity_factor, self.cfg.routing)
+        cf = self.cfg.capacity_factor
+        if not self.training and not self.drop_at_eval:
+            cf = self.cfg.n_expert / self.cfg.k  # C = S: every choice fits
+        r = route(self.router(flat), self.cfg.k, cf, self.cfg.routing)
         self.aux, self.routing = r.aux, r
+        if not self.training:
+            self.eval_dropped += int((~r.kept).sum())
+            self.eval_choices += r.kept.numel()
         if self.training:
             with torch.no_grad():
                 E = self.cfg.n_expert
@@ -389,6 +411,7 @@ class MoE(nn.Module):
         self.dropped_count.zero_()
         self.shape_sum.zero_()
         self.forwards = 0
+        self.eval_dropped = self.eval_choices = 0
 
 
 class MoEGPT(GPT):
@@ -417,6 +440,11 @@ class MoEGPT(GPT):
     def moe_layers(self) -> list[MoE]:
         """The MoE layers, bottom to top."""
         return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
+    def set_drop_at_eval(self, drop: bool) -> None:
+        """Whether evaluation applies the training capacity (``True``, the default) or routes without it."""
+        for m in self.moe_layers():
+            m.drop_at_eval = bool(drop)
 
     def active_params(self) -> int:
         """Non-embedding parameters a token uses: all but the experts it is not routed to (``k`` of ``E``)."""
