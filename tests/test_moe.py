@@ -662,3 +662,48 @@ def test_sorted_dispatch_is_deterministic(routing, k):
     a, b = run(), run()
     for u, v in zip(a, b, strict=True):
         assert torch.equal(u, v)
+
+
+# ------------------------------------------------------------------------------------------------ causality, eval
+def _later_token_changes_earlier_outputs(routing: str, k: int, drop: bool, cf: float = 1.0) -> bool:
+    """Whether changing only the last token of the last sequence changes an earlier position of that sequence (the
+    sequences are one routing group, batch-major: a token's own sequence's past and the earlier sequences come
+    before it in the queue)."""
+    torch.manual_seed(0)
+    layer = MoE(8, MoEConfig(n_expert=4, k=k, routing=routing, capacity_factor=cf), 16).eval()
+    layer.drop_at_eval = drop
+    changed = False
+    for _ in range(50):
+        x = torch.randn(3, 16, 8)
+        y = x.clone()
+        y[-1, -1] = torch.randn(8) * 3
+        with torch.no_grad():
+            changed |= not torch.equal(layer(x)[-1, :-1], layer(y)[-1, :-1])
+    return changed
+
+
+@pytest.mark.parametrize("routing,k", [("topk", 1), ("prototypes", 2), ("prototypes", 4)])
+@pytest.mark.parametrize("cf", [0.5, 1.0])
+def test_token_order_claims_keep_earlier_outputs_causal(routing, k, cf):
+    assert not _later_token_changes_earlier_outputs(routing, k, drop=True, cf=cf)
+
+
+def test_first_choices_first_makes_top2_drops_depend_on_later_tokens_unless_nothing_is_dropped():
+    """GShard's order (every first choice before any second) is documented as not causal; without capacity it is."""
+    assert _later_token_changes_earlier_outputs("topk", 2, drop=True)
+    assert not _later_token_changes_earlier_outputs("topk", 2, drop=False)
+
+
+def test_eval_without_capacity_drops_nothing_and_counts_eval_drops():
+    torch.manual_seed(1)
+    layer = MoE(8, MoEConfig(n_expert=4, k=1, capacity_factor=0.25), 16).eval()
+    x = torch.randn(64, 8)
+    layer(x)
+    assert layer.eval_choices == 64 and layer.eval_dropped > 0 and layer.forwards == 0
+    layer.reset_stats()
+    layer.drop_at_eval = False
+    layer(x)
+    assert layer.routing.capacity == 64 and layer.eval_dropped == 0 and bool(layer.routing.kept.all())
+    layer.train()  # training always applies the configured capacity
+    layer(x)
+    assert layer.routing.capacity == capacity(64, 4, 1, 0.25)

@@ -94,3 +94,24 @@ def test_c4_smoke_values():
     assert all(f["holds"] for f in facts.values())
     restart = value(doc, "restart")
     assert restart["found"] == "slow_rank" and restart["slots"] == [0, 1, 4, 3] and restart["resumed_from"] % 5 == 0
+
+
+def test_m6t_smoke_values():
+    doc = results("05_m6t")
+    assert value(doc, "runs") == 21  # 6 MoE configs x 2 balance settings + dense at width 32, 4 at 48, 4 matched
+    assert value(doc, "widths") == [32, 48]
+    facts = {f["id"]: f for f in doc["facts"]}
+    assert set(facts) == {"equal-compute-k2", "equal-compute-k4", "dense-matches-top1", "matched-top2-half",
+                          "capacity-equal"}
+    assert all(f["holds"] for f in facts.values())
+    assert facts["capacity-equal"]["value"] == 64  # ceil(2 * 256 tokens / 8 experts)
+    assert facts["equal-compute-k2"]["value"] == 21600 and facts["equal-compute-k4"]["value"] == 29984
+    assert facts["dense-matches-top1"]["value"] == 17152
+    c = claims(doc)
+    assert set(c) == {"balance-raises-imbalance", "balance-no-penalty", "capacity-lowers-loss", "k-lowers-loss",
+                      "k-at-equal-compute", "k-beyond-capacity", "prototypes-improve", "prototypes-match",
+                      "prototypes-scale", "top1-beats-dense"}
+    for claim in c.values():  # one seed: every claim measured, none decided
+        assert claim["ours"]["n"] == 1 and claim["verdict"] == "inconclusive" and claim["reason"] == "n < 3"
+    # a top-1 router over 8 experts without the balance loss spreads its load less evenly than with it
+    assert value(doc, "balance_cv_change")["top1"] > 0

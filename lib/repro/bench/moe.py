@@ -12,8 +12,9 @@ with each dispatch, measured in alternating rounds in the same run:
   does at least one expert's work per token plus routing.
 
 Goals on 2 cores: ``sorted`` at least 1.5x ``einsum`` at E = 8 and 16, and at least 0.7x ``dense``. Where the rest of
-the time goes: the forward of ``sorted`` split into routing (router matmul, softmax, sort, positions), the experts'
-matmuls on the filled buffer, and dispatch and combine (the rest), each timed alone.
+the time goes: the forward of ``sorted`` (in eval mode: the same routing and capacity, without the training-mode
+load statistics) split into routing (router matmul, softmax, sort, positions), the experts' matmuls on the filled
+buffer, and dispatch and combine (the rest), each timed alone.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _dense(k: int) -> nn.Module:
 def _breakdown(layer: MoE, x: torch.Tensor, repeat: int) -> dict[str, float]:
     """Forward-only seconds of ``sorted``'s parts: routing, the experts' matmuls, dispatch and combine."""
     cfg = layer.cfg
+    layer.eval()  # the same routing and capacity, without the training-mode load bookkeeping
     with torch.no_grad():
         total = time_it(lambda: layer(x), repeat=repeat)["median_s"]
         routing = time_it(lambda: route(layer.router(x), cfg.k, cfg.capacity_factor, cfg.routing),
@@ -52,6 +54,7 @@ def _breakdown(layer: MoE, x: torch.Tensor, repeat: int) -> dict[str, float]:
         fill = int(r.position[r.kept].max()) + 1
         buf = torch.randn(cfg.n_expert, fill, D_MODEL)
         experts = time_it(lambda: layer._ffn(buf), repeat=repeat)["median_s"]
+    layer.train()
     return {"forward_s": total, "routing": routing / total, "experts": experts / total,
             "dispatch_combine": max(0.0, 1 - (routing + experts) / total)}
 

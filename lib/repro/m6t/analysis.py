@@ -18,7 +18,7 @@ import pandas as pd
 from .. import paths, runs
 from .sweep import COLUMNS, CONFIGS, GRID_CONFIGS
 
-__all__ = ["PRIMARY", "CLAIMS", "claim_units", "load", "obtain", "profile_spec", "summary", "balance_effect", "paired", "curves", "gain_by_width", "plot_curves", "plot_final", "plot_imbalance",
+__all__ = ["PRIMARY", "CLAIMS", "claim_units", "seeds_needed", "load", "obtain", "profile_spec", "summary", "balance_effect", "paired", "curves", "gain_by_width", "plot_curves", "plot_final", "plot_imbalance",
            "plot_widths", "NON_INFERIORITY"]
 
 # "matches or beats" and "no loss penalty beyond seed noise" are decided against this margin, declared before the
@@ -176,6 +176,23 @@ def claim_units(runs_: pd.DataFrame, metric: str = PRIMARY) -> dict[str, pd.Data
     scale = (g[widths[-1]] - g[widths[0]]).dropna() if len(widths) > 1 else pd.Series(dtype=float)
     out["prototypes-scale"] = pd.DataFrame({"seed": scale.index.astype(int), "diff": scale.to_numpy()})
     return {cid: out[cid][["seed", "diff"]].reset_index(drop=True) for cid in CLAIMS}
+
+
+def seeds_needed(sd: float, effect: float, confidence: float = 0.95, most: int = 10_000) -> int | None:
+    """The fewest seeds ``n`` whose two-sided t-interval of a mean paired difference, ``t_{n-1} sd / sqrt(n)``, is
+    narrower than ``effect`` (so that a true difference of ``effect`` could exclude 0), for a per-seed standard
+    deviation ``sd``; ``None`` when ``sd`` is not finite or over ``most`` seeds would be needed. Raises ``ValueError``
+    naming ``effect`` when it is not above 0."""
+    from scipy import stats
+
+    if not effect > 0:
+        raise ValueError(f"effect must be above 0, got {effect!r}")
+    if not np.isfinite(sd):
+        return None
+    for n in range(2, most + 1):
+        if stats.t.ppf(1 - (1 - confidence) / 2, n - 1) * sd / np.sqrt(n) < effect:
+            return n
+    return None
 
 
 def curves(frame: pd.DataFrame, *, d_model: int | None = None, lam: float = 0.01, metric: str = "val_loss"
