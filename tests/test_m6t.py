@@ -33,7 +33,9 @@ from repro.m6t.sweep import (
 
 # ------------------------------------------------------------------------------------------------ specs
 @pytest.mark.parametrize("field,value", [("config", "top3"), ("lam", -0.01), ("lam", True), ("d_model", 0),
-                                         ("steps", 1.5), ("n_expert", 0), ("eval_steps", (0, 900))])
+                                         ("steps", 1.5), ("n_expert", 0), ("eval_steps", (0, 900)),
+                                         ("eval_steps", (0, 5)), ("eval_steps", (800, 0)), ("lam", math.inf),
+                                         ("n_head", 3)])
 def test_bad_run_specs_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         MoERun(**{"config": "top1", field: value})

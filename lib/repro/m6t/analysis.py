@@ -36,6 +36,8 @@ def load(names: Sequence[str], folder: str | os.PathLike | None = None) -> pd.Da
     """The rows of the tables ``names`` (sweep names such as ``"m6t/grid"``, read from ``data/`` or ``folder``) in one
     frame with :data:`repro.m6t.sweep.COLUMNS`. Raises ``ValueError`` naming ``names`` when a table is empty or
     missing."""
+    if isinstance(names, str):
+        raise ValueError(f"names must be a list of table names, got the str {names!r} (write [{names!r}])")
     frames = []
     for name in names:
         path = (paths.DATA if folder is None else Path(folder)) / name

@@ -99,6 +99,13 @@ class MoERun:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if any(not 0 <= s <= self.steps for s in self.eval_steps):
             raise ValueError(f"eval_steps must lie in [0, steps={self.steps}], got {self.eval_steps!r}")
+        if list(self.eval_steps) != sorted(set(self.eval_steps)) or self.eval_steps[-1:] != (self.steps,):
+            raise ValueError(f"eval_steps must be increasing and end at steps={self.steps} (the final evaluation), "
+                             f"got {self.eval_steps!r}")
+        if not math.isfinite(self.lam):
+            raise ValueError(f"lam must be finite, got {self.lam!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"n_head={self.n_head} must divide d_model={self.d_model}")
 
     @property
     def label(self) -> str:
