@@ -46,6 +46,7 @@ bench: setup
 	$(PY) -m repro bench picasso $(if $(QUICK),--quick,)
 	$(PY) -m repro bench runs $(if $(QUICK),--quick,)
 	$(PY) -m repro bench moe $(if $(QUICK),--quick,)
+	$(PY) -m repro bench ddk $(if $(QUICK),--quick,)
 
 ## data: build the corpora (full and smoke) and check them against data/manifest.json
 data: setup

@@ -115,3 +115,23 @@ def test_m6t_smoke_values():
         assert claim["ours"]["n"] == 1 and claim["verdict"] == "inconclusive" and claim["reason"] == "n < 3"
     # a top-1 router over 8 experts without the balance loss spreads its load less evenly than with it
     assert value(doc, "balance_cv_change")["top1"] > 0
+
+
+def test_ddk_smoke_values():
+    doc = results("01_ddk")
+    assert value(doc, "runs") == 25  # 7 methods x 3 seeds + 4 ablation runs (gamma 0.5, T 2, K 2, K 8) of seed 0
+    assert value(doc, "params") == {"teacher": 56640, "student": 3312}
+    facts = {f["id"]: f for f in doc["facts"]}
+    assert set(facts) == {"eq1-worked-example", "eq2-worked-example"} and all(f["holds"] for f in facts.values())
+    assert value(doc, "flops_ratio") == {"ddk/kd": 1.4293, "kd/cpt": 2.119}  # counted, not measured
+    assert value(doc, "validation_per_interval") == 1.75  # 7 corpora x 1 batch / K = 4
+    c = claims(doc)
+    assert set(c) == {"ddk-worst-vs-kd", "ddk-worst-vs-cpt", "ddk-mean-vs-kd", "ddk-mean-vs-cpt", "fs-smoother",
+                      "fs-no-loss-penalty", "ddk-beats-es", "k-interior-optimum", "gamma-beats-zero",
+                      "reweight-overhead"}
+    assert {cid: claim["ours"]["n"] for cid, claim in c.items()} == {**{cid: 3 for cid in c}, "k-interior-optimum": 1}
+    # trained quantities (tiny models, 24 steps): sizes and directions, with room for drift across CPU kinds
+    est = value(doc, "estimate")
+    assert est["fs-smoother"] == pytest.approx(0.1054, rel=0.25)  # DDK w/o FS moves its weights more than DDK
+    assert est["gamma-beats-zero"] == pytest.approx(0.0864, abs=0.02)
+    assert est["ddk-mean-vs-cpt"] == pytest.approx(0.0905, abs=0.02)

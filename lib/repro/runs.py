@@ -54,10 +54,14 @@ from typing import Any
 from . import paths
 
 EXECUTORS = ("local", "ray")
+# A stored training run, re-trained from scratch, gives its losses back within this relative tolerance: the drift
+# measured across CPU kinds, kernel paths and thread counts on the D-CPT grid (README: what reproduces where).
+RETRAIN_RTOL = 5e-3
 HASH_DIGITS = 10
 # Where the library's sweeps are made: a name prefix -> the module whose ``SWEEPS`` lists the names and whose
 # ``sweep(name, **options)`` makes one. Imported only when a sweep of it is asked for.
-FAMILIES = {"dcpt/": "repro.dcpt.grid", "c4/": "repro.c4.trials", "m6t/": "repro.m6t.sweep"}
+FAMILIES = {"dcpt/": "repro.dcpt.grid", "c4/": "repro.c4.trials", "m6t/": "repro.m6t.sweep",
+            "ddk/": "repro.ddk.sweep"}
 _REGISTERED: dict[str, Callable[..., Sweep]] = {}
 
 

@@ -41,7 +41,7 @@ from .checks import is_int
 from .paths import atomic_write_bytes
 
 __all__ = ["TrainConfig", "lr_at", "lr_cosine", "lr_constant", "evaluate", "train", "make_optimizer",
-           "init_distributed", "DistInfo", "load_checkpoint"]
+           "init_distributed", "DistInfo", "load_checkpoint", "cached_weights", "array_sha256"]
 
 SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "bfloat16")
@@ -466,3 +466,35 @@ def train(model: nn.Module, sampler: Any, cfg: TrainConfig, val_tokens: Mapping[
     if info.world_size > 1:
         dist.barrier()
     return history
+
+
+# ---------------------------------------------------------------------------------------------- weight cache
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 of an array's bytes, dtype and shape: a key for the data a model was trained on."""
+    import hashlib
+
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(a.tobytes() + f"|{a.dtype.str}|{a.shape}".encode()).hexdigest()
+
+
+def cached_weights(model: nn.Module, key: Mapping[str, Any], path: str | os.PathLike,
+                   fit: Callable[[nn.Module], None]) -> bool:
+    """Load ``model``'s weights from ``path`` when the JSON key stored beside it (``path`` with suffix ``.json``)
+    equals ``key``; otherwise call ``fit(model)`` and write the weights and the key (atomically). ``key`` must hold
+    everything that decides the weights (shape, training settings, a hash of the data, torch's version), as
+    JSON-ready values. Returns whether the cache was used. Raises ``TypeError`` when ``key`` is not JSON-ready."""
+    import json
+
+    path = Path(path)
+    key_path = path.with_suffix(".json")
+    text = json.dumps(dict(key), sort_keys=True, indent=1) + "\n"
+    if path.exists() and key_path.exists() and key_path.read_text() == text:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return True
+    fit(model)
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    key_path.unlink(missing_ok=True)  # never a stale key beside new weights, even if the next write is cut short
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(key_path, text.encode())
+    return False

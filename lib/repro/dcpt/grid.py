@@ -542,7 +542,7 @@ def spec_from_json(d: dict[str, Any]) -> GridSpec:
 # largest relative difference from the stored table (made on an AMD EPYC, AVX2, 1 thread) was 0.25 %, and
 # 0.22 % between paths on the one machine; none of the paths gave the stored numbers back. The tolerance is
 # twice the largest drift measured.
-RETRAIN_RTOL = 5e-3
+RETRAIN_RTOL = runs.RETRAIN_RTOL
 
 
 def retrain(grid_path: str | os.PathLike, rid: str, threads: int | None = None,

@@ -58,7 +58,7 @@ COLUMNS = {"run": str, "config": str, "routing": str, "k": int, "cf": float, "la
            "eval_dropped": float, "train_ce": float, "aux": float, "cv": float, "max_mean": float, "entropy": float,
            "dropped": float, "active_params": int, "total_params": int, "wall_s": float}
 SWEEPS = ("m6t/grid", "m6t/width", "m6t/matched", "m6t/full")
-RETRAIN_RTOL = 5e-3  # the D-CPT grid's tolerance for a re-trained loss across CPU kinds
+RETRAIN_RTOL = runs.RETRAIN_RTOL
 
 
 @dataclass(frozen=True)
