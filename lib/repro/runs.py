@@ -280,6 +280,27 @@ class Table:
         return pd.DataFrame(self.rows, columns=list(self.columns))
 
 
+def load_tables(names: Sequence[str], columns: dict[str, type], folder: str | os.PathLike | None = None):
+    """The rows of the stored tables ``names`` (sweep names such as ``"m6t/grid"``, read from ``data/`` or ``folder``)
+    in one pandas frame with ``columns`` and a ``cpu_s`` column (each run's CPU seconds from the table's provenance;
+    NaN where not recorded). Raises ``ValueError`` naming ``names`` when it is a bare str or a table is empty or
+    missing."""
+    import pandas as pd
+
+    if isinstance(names, str):
+        raise ValueError(f"names must be a list of table names, got the str {names!r} (write [{names!r}])")
+    frames = []
+    for name in names:
+        path = (paths.DATA if folder is None else Path(folder)) / name
+        table = Table.load(path, columns)
+        if not table.rows:
+            raise ValueError(f"names: the table {path}.csv holds no runs (run `python -m repro runs {name}`)")
+        f = table.frame()
+        cpu = {rid: info.get("cpu_seconds", math.nan) for rid, info in table.meta.get("runs", {}).items()}
+        frames.append(f.assign(cpu_s=f["run"].map(cpu).astype(float)))
+    return pd.concat(frames, ignore_index=True)
+
+
 # -------------------------------------------------------------------------------------------------- sweeps
 @dataclass(frozen=True)
 class Sweep:

@@ -31,26 +31,11 @@ NON_INFERIORITY = 0.02
 METRICS = ("worst_ratio", "mean_ratio", "mean_ce", "tv")
 
 
-def _check_names(names: Sequence[str]) -> None:
-    if isinstance(names, str):
-        raise ValueError(f"names must be a list of table names, got the str {names!r} (write [{names!r}])")
-
-
 def load(names: Sequence[str], folder: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of the distillation tables ``names`` (sweep names such as ``"ddk/main"``, read from ``data/`` or
-    ``folder``) in one frame with :data:`repro.ddk.sweep.COLUMNS`. Raises ``ValueError`` naming ``names`` when a
-    table is empty or missing."""
-    _check_names(names)
-    frames = []
-    for name in names:
-        path = (paths.DATA if folder is None else Path(folder)) / name
-        table = runs.Table.load(path, COLUMNS)
-        if not table.rows:
-            raise ValueError(f"names: the table {path}.csv holds no runs (run `python -m repro runs {name}`)")
-        f = table.frame()
-        cpu = {rid: info.get("cpu_seconds", np.nan) for rid, info in table.meta.get("runs", {}).items()}
-        frames.append(f.assign(cpu_s=f["run"].map(cpu).astype(float)))
-    return pd.concat(frames, ignore_index=True)
+    ``folder``) in one frame with :data:`repro.ddk.sweep.COLUMNS` and each run's CPU seconds (``cpu_s``). Raises
+    ``ValueError`` naming ``names`` when a table is empty or missing (:func:`repro.runs.load_tables`)."""
+    return runs.load_tables(names, COLUMNS, folder)
 
 
 def load_teacher(name: str = "ddk/teacher", folder: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import paths, runs
+from .. import runs
 from .sweep import COLUMNS, CONFIGS, GRID_CONFIGS
 
 __all__ = ["PRIMARY", "CLAIMS", "claim_units", "seeds_needed", "load", "obtain", "profile_spec", "summary", "balance_effect", "paired", "curves", "gain_by_width", "plot_curves", "plot_final", "plot_imbalance",
@@ -35,17 +34,8 @@ STATS = ("cv", "max_mean", "entropy", "dropped", "aux", "train_ce")
 def load(names: Sequence[str], folder: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of the tables ``names`` (sweep names such as ``"m6t/grid"``, read from ``data/`` or ``folder``) in one
     frame with :data:`repro.m6t.sweep.COLUMNS`. Raises ``ValueError`` naming ``names`` when a table is empty or
-    missing."""
-    if isinstance(names, str):
-        raise ValueError(f"names must be a list of table names, got the str {names!r} (write [{names!r}])")
-    frames = []
-    for name in names:
-        path = (paths.DATA if folder is None else Path(folder)) / name
-        table = runs.Table.load(path, COLUMNS)
-        if not table.rows:
-            raise ValueError(f"names: the table {path}.csv holds no runs (run `python -m repro runs {name}`)")
-        frames.append(table.frame())
-    return pd.concat(frames, ignore_index=True)
+    missing (:func:`repro.runs.load_tables`)."""
+    return runs.load_tables(names, COLUMNS, folder).drop(columns="cpu_s")
 
 
 def obtain(cfg, device: str = "cpu") -> pd.DataFrame:
