@@ -47,7 +47,8 @@ bench: setup
 	$(PY) -m repro bench runs $(if $(QUICK),--quick,)
 	$(PY) -m repro bench moe $(if $(QUICK),--quick,)
 	$(PY) -m repro bench ddk $(if $(QUICK),--quick,)
+	$(PY) -m repro bench victor $(if $(QUICK),--quick,)
 
-## data: build the corpora (full and smoke) and check them against data/manifest.json
+## data: build the corpora and notebook 06's videos (full and smoke) and check them against data/manifest.json
 data: setup
 	$(PY) -m repro data build --all

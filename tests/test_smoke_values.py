@@ -135,3 +135,24 @@ def test_ddk_smoke_values():
     assert est["fs-smoother"] == pytest.approx(0.1054, rel=0.25)  # DDK w/o FS moves its weights more than DDK
     assert est["gamma-beats-zero"] == pytest.approx(0.0864, abs=0.02)
     assert est["ddk-mean-vs-cpt"] == pytest.approx(0.0905, abs=0.02)
+
+
+def test_victor_smoke_values():
+    doc = results("06_victor")
+    assert value(doc, "runs") == 8  # five configurations, MLM for 18 steps, {MLM + VSA} with queues of 8 and 64, seed 0
+    assert value(doc, "data") == {"train": 256, "heldout": 64, "hard": 64, "random": 64, "vocab": 46, "frames": 12,
+                                  "pixels": 32, "longest_caption": 52}  # rendered from seeded draws: exact
+    assert value(doc, "chance_r1") == 0.0156
+    assert set(value(doc, "queue_effect")) == {"q8/m0.995", "q16/m0.995", "q64/m0.995"}
+    c = claims(doc)
+    assert set(c) == {"contrastive-raises-t2v", "order-helps-hard-more", "dual-beats-binary", "larger-queue-helps"}
+    for claim in c.values():  # one seed: every claim measured, none decided
+        assert claim["ours"]["n"] == 1 and claim["verdict"] == "inconclusive" and claim["reason"] == "n < 3"
+    # trained quantities (width 32, 12 steps): sizes, with room for drift across CPU kinds
+    loss = value(doc, "final_loss")
+    assert loss["mlm"]["mlm"] == pytest.approx(3.826, abs=0.05)
+    assert loss["mlm+bin"]["binary"] == pytest.approx(0.693, abs=0.01)  # ln 2: the match head has not started
+    assert loss["all"]["msom"] == pytest.approx(1.687, abs=0.1) and loss["all"]["fom"] == pytest.approx(1.941, abs=0.1)
+    assert value(doc, "mlm_matched")["steps"] == 18
+    assert all(0 <= v <= 1 for v in value(doc, "probe").values())
+    assert value(doc, "cpu_vs_mlm")["mlm"] == 1.0

@@ -82,9 +82,27 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
 
 def _cmd_data(a: argparse.Namespace) -> int:
+    """The corpora (:mod:`repro.data.build`), then notebook 06's rendered videos (:mod:`repro.victor.data`) for the
+    same profiles: ``data build`` builds both, ``data verify`` checks both against the manifest."""
     from .data.build import main as data_main
 
-    return data_main(a.rest)
+    status = data_main(a.rest)
+    if status or not a.rest or a.rest[0] not in ("build", "verify") or "-h" in a.rest or "--help" in a.rest:
+        return status
+    from .victor import data as videos
+
+    profiles = ["full", "smoke"] if "--all" in a.rest else ["smoke" if "--smoke" in a.rest else "full"]
+    for prof in profiles:
+        if a.rest[0] == "build":
+            videos.build(prof, force="--force" in a.rest)
+        else:
+            try:
+                videos.verify(prof)
+            except videos.VideoDataError as e:
+                print(f"error: {e}")
+                return 1
+            print(f"videos ({prof}): every file matches the manifest")
+    return 0
 
 
 def _cmd_runs(a: argparse.Namespace) -> int:
@@ -142,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="folder for the JSON (default reports/bench)")
     b.set_defaults(func=_cmd_bench)
 
-    dt = sub.add_parser("data", help="`data build [--smoke|--all] [--force]`, `data verify`: the corpora")
+    dt = sub.add_parser("data", help="`data build [--smoke|--all] [--force]`, `data verify`: the corpora and "
+                        "notebook 06's videos")
     dt.add_argument("rest", nargs=argparse.REMAINDER)
     dt.set_defaults(func=_cmd_data)
 

@@ -61,7 +61,7 @@ HASH_DIGITS = 10
 # Where the library's sweeps are made: a name prefix -> the module whose ``SWEEPS`` lists the names and whose
 # ``sweep(name, **options)`` makes one. Imported only when a sweep of it is asked for.
 FAMILIES = {"dcpt/": "repro.dcpt.grid", "c4/": "repro.c4.trials", "m6t/": "repro.m6t.sweep",
-            "ddk/": "repro.ddk.sweep"}
+            "ddk/": "repro.ddk.sweep", "victor/": "repro.victor.sweep"}
 _REGISTERED: dict[str, Callable[..., Sweep]] = {}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import paths
 
-BENCHES = ("gpt", "picasso", "numerics", "runs", "moe", "ddk")
+BENCHES = ("gpt", "picasso", "numerics", "runs", "moe", "ddk", "victor")
 
 
 def machine() -> dict[str, Any]:
