@@ -30,8 +30,8 @@ def _stepper(tasks: tuple[str, ...], pairs, vocab, run):
     """A function that runs one pre-training step of ``tasks`` (as :func:`repro.victor.pretrain.pretrain` does)."""
     import torch
 
-    from ..victor.model import MemoryQueue, VictorNet, key_copy, momentum_update
-    from ..victor.pretrain import Batches, PretrainConfig, _optimizer, step_losses
+    from ..victor.model import MemoryQueue, VictorNet, key_copy
+    from ..victor.pretrain import Batches, PretrainConfig, _optimizer, train_step
 
     cfg = PretrainConfig(tasks=tasks, steps=10, warmup_steps=0, batch_size=run.batch_size, seed=0)
     ncfg = run.net_config(len(vocab))
@@ -46,13 +46,7 @@ def _stepper(tasks: tuple[str, ...], pairs, vocab, run):
 
     def step() -> None:
         frames, ids, rows = batches.next()
-        loss = sum(step_losses(net, key, queues, frames, ids, vocab, cfg, gen, rows).values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        if key is not None:
-            momentum_update(net, key, cfg.momentum)
+        train_step(net, key, queues, opt, frames, ids, rows, vocab, cfg, gen)
 
     return step, net, key, queues
 

@@ -44,7 +44,7 @@ from .data import SPECIALS, Pairs, Vocab
 from .model import MemoryQueue, VictorConfig, VictorNet, key_copy, momentum_update
 
 __all__ = ["TASKS", "TASK_SETS", "PretrainConfig", "pretrain", "evaluate", "recall_at_k", "encode_pairs",
-           "linear_retrieval", "head_scores", "linear_probe", "KS"]
+           "linear_retrieval", "head_scores", "linear_probe", "KS", "train_step", "step_losses"]
 
 TASKS = ("mlm", "binary", "vsa", "intra_mfm", "inter_mfm", "msom", "fom")
 TASK_SETS = {"mlm": ("mlm",), "mlm+bin": ("mlm", "binary"), "mlm+vsa": ("mlm", "vsa"),
@@ -189,14 +189,7 @@ def pretrain(pairs: Pairs, vocab: Vocab, net_cfg: VictorConfig, cfg: PretrainCon
             g["lr"] = lr_at(step, sched)
         frames, tok, rows = batches.next()
         frames, tok, rows = frames.to(device), tok.to(device), rows.to(device)
-        losses = step_losses(net, key, queues, frames, tok, vocab, cfg, gen, rows)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        if key is not None:
-            momentum_update(net, key, cfg.momentum)
+        losses = train_step(net, key, queues, opt, frames, tok, rows, vocab, cfg, gen)
         for t, v in losses.items():
             sums[t] += float(v.detach())
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -212,6 +205,21 @@ def pretrain(pairs: Pairs, vocab: Vocab, net_cfg: VictorConfig, cfg: PretrainCon
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     net.eval()
     return net, curve, {"train_s": wall, "train_cpu_s": cpu, "samples_per_s": cfg.steps * cfg.batch_size / wall}
+
+
+def train_step(net: VictorNet, key: VictorNet | None, queues: dict[str, MemoryQueue], opt: torch.optim.Optimizer,
+               frames: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor, vocab: Vocab, cfg: PretrainConfig,
+               gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """One pre-training step: the summed losses of :func:`step_losses` back-propagated, gradients clipped at norm 1,
+    an optimizer step, then the key network's momentum update; returns the losses (detached)."""
+    losses = step_losses(net, key, queues, frames, ids, vocab, cfg, gen, rows)
+    opt.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    if key is not None:
+        momentum_update(net, key, cfg.momentum)
+    return {t: v.detach() for t, v in losses.items()}
 
 
 def _bar(total: int, on: bool):
