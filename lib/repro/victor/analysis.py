@@ -21,7 +21,7 @@ from .. import runs
 from .pretrain import KS, TASK_SETS
 from .sweep import COLUMNS
 
-__all__ = ["CLAIMS", "OWN_SCORING", "load", "obtain", "profile_spec", "order_gains", "base_steps", "matched_mlm", "retrieval", "base_momentum", "recall_table",
+__all__ = ["CLAIMS", "OWN_SCORING", "load", "obtain", "profile_spec", "order_gains", "base_steps", "matched_mlm", "matched_cpu_ratio", "retrieval", "base_momentum", "recall_table",
            "gallery_table", "claim_units", "curves", "cost_table", "probe_table", "queue_table", "plot_videos",
            "plot_curves", "plot_gallery_kinds", "plot_queue", "t_interval"]
 
@@ -149,6 +149,16 @@ def _values(r: pd.DataFrame, config: str, gallery: str, scoring: str, direction:
 def _diff(a: pd.Series, b: pd.Series) -> pd.DataFrame:
     d = (a - b).dropna()
     return pd.DataFrame({"seed": d.index.astype(int), "diff": d.to_numpy(dtype=float)})
+
+
+def matched_cpu_ratio(frame: pd.DataFrame) -> float:
+    """Training CPU time of MLM at its matched steps over {MLM + VSA + MFM}'s at the ladder's (medians over seeds);
+    NaN when the tables hold no matched runs."""
+    c = frame[(frame["kind"] == "cost") & (frame["task"] == "train_cpu_s")]
+    m = c[(c["config"] == "mlm") & (c["steps"] > base_steps(frame))]["value"]
+    ref = _ladder(frame)
+    ref = ref[(ref["kind"] == "cost") & (ref["task"] == "train_cpu_s") & (ref["config"] == "mlm+vsa+mfm")]["value"]
+    return float(m.median() / ref.median()) if len(m) and len(ref) else float("nan")
 
 
 def claim_units(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
