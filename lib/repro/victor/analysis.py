@@ -21,7 +21,7 @@ from .. import runs
 from .pretrain import KS, TASK_SETS
 from .sweep import COLUMNS
 
-__all__ = ["CLAIMS", "OWN_SCORING", "load", "obtain", "profile_spec", "order_gains", "base_steps", "matched_mlm", "matched_cpu_ratio", "retrieval", "base_momentum", "recall_table",
+__all__ = ["CLAIMS", "OWN_SCORING", "load", "obtain", "profile_spec", "order_gains", "base_steps", "matched_mlm", "matched_cpu_ratio", "queue_ends", "retrieval", "base_momentum", "recall_table",
            "gallery_table", "claim_units", "curves", "cost_table", "probe_table", "queue_table", "plot_videos",
            "plot_curves", "plot_gallery_kinds", "plot_queue", "t_interval"]
 
@@ -122,7 +122,7 @@ def recall_table(frame: pd.DataFrame, gallery: str = "heldout", scoring: str | N
         for d in ("t2v", "v2t"):
             for k in KS:
                 v = sub[(sub["direction"] == d) & (sub["k"] == k)].sort_values("seed")["value"].to_numpy()
-                row[f"{d} R@{k}"] = float(v.mean()) if len(v) else float("nan")
+                row[f"{d} R@{k}"] = round(float(v.mean()), 3) if len(v) else float("nan")
                 lo, hi = t_interval(v)
                 row[f"{d} R@{k} ci"] = (round(lo, 3), round(hi, 3))
         rows[c] = row
@@ -210,7 +210,7 @@ def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
     c = f[f["kind"] == "cost"].pivot_table(index="config", columns="task", values="value", aggfunc="median")
     c = c.reindex([k for k in TASK_SETS if k in c.index])
     c["cpu_vs_mlm"] = c["train_cpu_s"] / c.loc["mlm", "train_cpu_s"] if "mlm" in c.index else np.nan
-    return c[["train_cpu_s", "samples_per_s", "cpu_vs_mlm", "eval_s"]]
+    return c[["train_cpu_s", "samples_per_s", "cpu_vs_mlm", "eval_s"]].rename_axis(columns=None)
 
 
 def probe_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -233,6 +233,21 @@ def queue_table(frame: pd.DataFrame, gallery: str = "heldout") -> pd.DataFrame:
     t = f.pivot_table(index=["queue", "momentum"], columns="direction", values="value", aggfunc=["mean", "count"])
     t.columns = [f"{d} R@1" if a == "mean" else f"{d} seeds" for a, d in t.columns]
     return t
+
+
+def queue_ends(frame: pd.DataFrame) -> dict:
+    """{MLM + VSA}'s held-out t2v R@1 (cosine, mean over seeds) with the smallest and the largest queue at the
+    ladder's momentum, and at the ladder's queue with the base and another momentum (NaN where none was run)."""
+    t = queue_table(frame)["t2v R@1"]
+    m0 = base_momentum(frame)
+    q0 = int(_ladder(frame)["queue"].mode().iloc[0])
+    at_m0 = t.xs(m0, level="momentum")
+    others = [m for m in t.xs(q0, level="queue").index if m != m0]
+    return {"small_queue": int(at_m0.index.min()), "small": round(float(at_m0.iloc[0]), 4),
+            "large_queue": int(at_m0.index.max()), "large": round(float(at_m0.iloc[-1]), 4),
+            "base_momentum": m0, "base": round(float(t[(q0, m0)]), 4),
+            "other_momentum": others[0] if others else float("nan"),
+            "other": round(float(t[(q0, others[0])]), 4) if others else float("nan")}
 
 
 # ---------------------------------------------------------------------------------------------------- plots
@@ -295,6 +310,7 @@ def plot_gallery_kinds(frame: pd.DataFrame, ax=None):
     ax.set_xticks(range(len(configs)), [f"{c}\n({OWN_SCORING[c]})" for c in configs], fontsize=8)
     ax.set_ylabel("text-to-video R@1")
     ax.axhline(1 / 256, color="grey", ls=":", lw=1, label="chance (1/256)")
+    ax.axhline(0.25, color="C2", ls="--", lw=1, label="hard: an order-blind model's best (1/4)")
     ax.legend(fontsize=8)
     return ax
 
