@@ -252,6 +252,3 @@ class MemoryQueue:
         self.ids[idx] = -1 if ids is None else ids.to(self.ids.device)
         self.ptr = (self.ptr + n) % self.size
         self.count = min(self.size, self.count + n)
-
-    def state_dict(self) -> dict:
-        return {"buffer": self.buffer.clone(), "ids": self.ids.clone(), "ptr": self.ptr, "count": self.count}

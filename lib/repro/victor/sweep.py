@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +205,3 @@ def retrain(name: str, rid: str, threads: int | None = None) -> tuple[list[dict[
     finally:
         torch.set_num_threads(before)
     return rows, [r for r in table.rows if r["run"] == rid]
-
-
-def as_dict(run: VictorRun) -> dict[str, Any]:
-    return asdict(run)
